@@ -1,0 +1,508 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Priority orders deliveries when the quota is scarce.
+type Priority int
+
+// Priorities, most urgent first.
+const (
+	// PriorityPresence is for presence look-ups (not events).
+	PriorityPresence Priority = iota
+	// PriorityAnswered is an Answered of a call still in progress: an agent
+	// is waiting for the caller's screen.
+	PriorityAnswered
+	// PriorityNormal is everything else, in arrival order.
+	PriorityNormal
+)
+
+// String returns the metric label of p.
+func (p Priority) String() string {
+	switch p {
+	case PriorityPresence:
+		return "presence"
+	case PriorityAnswered:
+		return "answered"
+	}
+	return "normal"
+}
+
+// Limiter decides when the next request may start; the quota limiter
+// satisfies it through an adapter. Reserve blocks until a request of
+// priority p may start and records it.
+type Limiter interface {
+	Reserve(ctx context.Context, p Priority) error
+}
+
+// Gate is the circuit breaker seam: Allow returns a done func to report the
+// outcome of one request, or an error while the helpdesk is considered down.
+type Gate interface {
+	Allow() (done func(error), err error)
+}
+
+// DispatcherOptions configure delivery.
+type DispatcherOptions struct {
+	Journal *Journal
+	Sink    Sink
+	Limiter Limiter // nil: no quota
+	Gate    Gate    // nil: no breaker
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Workers is how many deliveries may be in flight at once (different
+	// calls only; one call's events go one at a time). Default 4.
+	Workers int
+	// Backoff bounds the retry delay after a helpdesk failure (default 1s to 5m).
+	BackoffMin, BackoffMax time.Duration
+	// AuthProbe is how often delivery is retried while the key is refused (default 1m).
+	AuthProbe time.Duration
+	// MaxBuffered bounds the events held in memory (default 10 000); the rest wait in the journal.
+	MaxBuffered int
+}
+
+// item is one journaled event waiting for delivery.
+type item struct {
+	env       Envelope
+	seq       uint64
+	received  time.Time
+	attempts  int
+	notBefore time.Time
+}
+
+// lane holds one call's events in order.
+type lane struct {
+	items    []*item
+	inflight bool
+}
+
+// Dispatcher delivers journaled events to the sink, in order per call, and
+// removes each from the journal only after the sink accepted it: a crash
+// between the helpdesk's 2xx and the removal repeats one event, never loses one.
+type Dispatcher struct {
+	o   DispatcherOptions
+	log *slog.Logger
+
+	mu       sync.Mutex
+	wake     chan struct{} // closed and replaced when something changes
+	lanes    map[string]*lane
+	buffered int
+	paused   time.Time // no delivery before this
+	reason   string    // why delivery is paused
+	failing  bool      // a retryable failure is being retried (log once)
+}
+
+// NewDispatcher prepares delivery; Run starts it.
+func NewDispatcher(o DispatcherOptions) *Dispatcher {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 5 * time.Minute
+	}
+	if o.AuthProbe <= 0 {
+		o.AuthProbe = time.Minute
+	}
+	if o.MaxBuffered <= 0 {
+		o.MaxBuffered = 10000
+	}
+	return &Dispatcher{o: o, log: o.Logger, lanes: map[string]*lane{}, wake: make(chan struct{})}
+}
+
+// Paused returns why delivery is paused, or "".
+func (d *Dispatcher) Paused() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Now().Before(d.paused) {
+		return d.reason
+	}
+	return ""
+}
+
+// Run delivers until ctx is cancelled; deliveries in flight then finish (or
+// stay journaled) before it returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	cons, err := d.o.Journal.js.OrderedConsumer(ctx, EventsStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("dispatcher: consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("dispatcher: consumer: %w", err)
+	}
+	var wg sync.WaitGroup
+	for range d.o.Workers {
+		wg.Go(func() { d.work(ctx) })
+	}
+	wg.Go(func() { d.gauges(ctx) })
+	readErr := make(chan error, 1)
+	go func() { readErr <- d.read(ctx, it) }()
+	var rerr error
+	select {
+	case <-ctx.Done():
+	case rerr = <-readErr:
+	}
+	it.Stop()
+	d.signal()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return rerr
+}
+
+// read moves journaled events into the lanes, holding back while the buffer is full.
+func (d *Dispatcher) read(ctx context.Context, it jetstream.MessagesContext) error {
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("dispatcher: read events: %w", err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("dispatcher: %w", err)
+		}
+		var env Envelope
+		if err := json.Unmarshal(msg.Data(), &env); err != nil {
+			d.log.Error("dispatcher: unreadable event; dead-lettering it", "seq", md.Sequence.Stream, "err", err)
+			d.deadLetter(ctx, &item{seq: md.Sequence.Stream, env: Envelope{MsgID: fmt.Sprintf("unreadable-%d", md.Sequence.Stream)}}, 0, string(msg.Data()), "unreadable")
+			continue
+		}
+		for {
+			d.mu.Lock()
+			full := d.buffered >= d.o.MaxBuffered
+			wake := d.wake
+			if !full {
+				l := d.lanes[env.CallKey]
+				if l == nil {
+					l = &lane{}
+					d.lanes[env.CallKey] = l
+				}
+				l.items = append(l.items, &item{env: env, seq: md.Sequence.Stream, received: md.Timestamp})
+				d.buffered++
+				d.broadcastLocked()
+			}
+			d.mu.Unlock()
+			if !full {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wake:
+			}
+		}
+	}
+}
+
+func (d *Dispatcher) signal() {
+	d.mu.Lock()
+	d.broadcastLocked()
+	d.mu.Unlock()
+}
+
+func (d *Dispatcher) broadcastLocked() {
+	close(d.wake)
+	d.wake = make(chan struct{})
+}
+
+// next waits for the most urgent deliverable event and marks its lane busy.
+func (d *Dispatcher) next(ctx context.Context) (*item, *lane) {
+	for {
+		d.mu.Lock()
+		now := time.Now()
+		wait := time.Duration(-1)
+		var best *item
+		var bestLane *lane
+		bestPrio := PriorityNormal + 1
+		if now.Before(d.paused) {
+			wait = d.paused.Sub(now)
+		} else {
+			for _, l := range d.lanes {
+				if l.inflight || len(l.items) == 0 {
+					continue
+				}
+				it := l.items[0]
+				if now.Before(it.notBefore) {
+					if w := it.notBefore.Sub(now); wait < 0 || w < wait {
+						wait = w
+					}
+					continue
+				}
+				p := priorityOf(l)
+				if best == nil || p < bestPrio || (p == bestPrio && it.seq < best.seq) {
+					best, bestLane, bestPrio = it, l, p
+				}
+			}
+		}
+		if best != nil {
+			bestLane.inflight = true
+			d.mu.Unlock()
+			return best, bestLane
+		}
+		wake := d.wake
+		d.mu.Unlock()
+		var timer <-chan time.Time
+		if wait >= 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-wake:
+		case <-timer:
+		}
+	}
+}
+
+// priorityOf: an Answered whose call has nothing later queued is still in
+// progress, as far as delivery can tell: the agent is waiting for it.
+func priorityOf(l *lane) Priority {
+	it := l.items[0]
+	if it.env.Event.Type == EventAnswered && it.env.InProgress && len(l.items) == 1 {
+		return PriorityAnswered
+	}
+	return PriorityNormal
+}
+
+func (d *Dispatcher) work(ctx context.Context) {
+	for {
+		it, l := d.next(ctx)
+		if it == nil {
+			return
+		}
+		d.deliver(ctx, it, l)
+	}
+}
+
+// deliver makes one attempt and applies the failure policy to its outcome.
+func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
+	release := func(done bool) {
+		d.mu.Lock()
+		l.inflight = false
+		if done {
+			l.items = l.items[1:]
+			d.buffered--
+			if len(l.items) == 0 {
+				delete(d.lanes, it.env.CallKey)
+			}
+		}
+		d.broadcastLocked()
+		d.mu.Unlock()
+	}
+	if d.o.Limiter != nil {
+		d.mu.Lock()
+		p := priorityOf(l)
+		d.mu.Unlock()
+		if err := d.o.Limiter.Reserve(ctx, p); err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("dispatcher: quota record unavailable", "err", err)
+				it.notBefore = time.Now().Add(d.o.BackoffMin)
+			}
+			release(false)
+			return
+		}
+	}
+	var done func(error)
+	if d.o.Gate != nil {
+		var err error
+		if done, err = d.o.Gate.Allow(); err != nil {
+			// The breaker is open: wait for its next probe slot.
+			it.notBefore = time.Now().Add(d.o.BackoffMin)
+			release(false)
+			return
+		}
+	}
+	// An attempt in flight finishes even during shutdown: cutting it off
+	// would turn a delivered event into an unknown one.
+	sendCtx := context.WithoutCancel(ctx)
+	err := d.o.Sink.Send(sendCtx, it.env.Event)
+	if done != nil {
+		done(err)
+	}
+	it.attempts++
+	if err == nil {
+		d.o.Metrics.deliveries.WithLabelValues("2xx", "ok").Inc()
+		d.ack(sendCtx, it)
+		d.recovered()
+		release(true)
+		return
+	}
+	class := ClassOf(err)
+	d.o.Metrics.deliveries.WithLabelValues(statusLabel(err), class.String()).Inc()
+	switch class {
+	case Permanent:
+		d.log.Warn("helpdesk rejected event; dead-lettered", "call_id", it.env.Event.ID, "event", it.env.Event.Type, "err", err)
+		d.deadLetter(sendCtx, it, statusOf(err), err.Error(), class.String())
+		release(true)
+	case RateLimited:
+		wait, ok := RetryAfterOf(err)
+		if !ok {
+			wait = time.Minute
+		}
+		wait = min(wait, 10*time.Minute)
+		d.pause(wait, "rate_limited", err)
+		release(false)
+	case Auth:
+		d.pause(d.o.AuthProbe, "auth", err)
+		release(false)
+	default:
+		it.notBefore = time.Now().Add(d.backoff(it.attempts))
+		d.mu.Lock()
+		first := !d.failing
+		d.failing = true
+		d.mu.Unlock()
+		if first {
+			d.log.Warn("helpdesk failing; retrying with backoff", "call_id", it.env.Event.ID, "attempt", it.attempts, "err", err)
+		}
+		release(false)
+	}
+}
+
+// pause stops all delivery for wait.
+func (d *Dispatcher) pause(wait time.Duration, reason string, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.reason != reason || time.Now().After(d.paused) {
+		d.log.Warn("delivery paused", "reason", reason, "for", wait.String(), "err", err)
+	}
+	d.paused, d.reason = time.Now().Add(wait), reason
+	d.o.Metrics.paused.WithLabelValues(reason).Set(1)
+}
+
+// recovered notes a success after failures or a pause.
+func (d *Dispatcher) recovered() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failing || d.reason != "" {
+		d.log.Info("delivery recovered")
+		if d.reason != "" {
+			d.o.Metrics.paused.WithLabelValues(d.reason).Set(0)
+		}
+	}
+	d.failing, d.reason, d.paused = false, "", time.Time{}
+}
+
+func (d *Dispatcher) backoff(attempt int) time.Duration {
+	b := d.o.BackoffMin << min(attempt-1, 20)
+	if b <= 0 || b > d.o.BackoffMax {
+		b = d.o.BackoffMax
+	}
+	// Full jitter on the upper half keeps retries of many calls apart.
+	return b/2 + rand.N(b/2+1)
+}
+
+// ack removes a delivered event from the journal.
+func (d *Dispatcher) ack(ctx context.Context, it *item) {
+	if err := retry(ctx, func() error {
+		err := d.o.Journal.events.DeleteMsg(ctx, it.seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		d.log.Error("dispatcher: could not remove delivered event; it may be sent again after a restart", "call_id", it.env.Event.ID, "err", err)
+	}
+}
+
+// DeadLetter is an event the helpdesk rejected, as kept in DEADLETTERS.
+type DeadLetter struct {
+	Envelope Envelope  `json:"envelope"`
+	Status   int       `json:"status,omitempty"`
+	Body     string    `json:"body,omitempty"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+}
+
+func (d *Dispatcher) deadLetter(ctx context.Context, it *item, status int, body, reason string) {
+	if len(body) > 1024 {
+		body = body[:1024]
+	}
+	data, _ := json.Marshal(DeadLetter{Envelope: it.env, Status: status, Body: body, Reason: reason, Time: time.Now().UTC()})
+	if err := retry(ctx, func() error {
+		_, err := d.o.Journal.js.Publish(ctx, deadLettersSubject+"."+subjectToken(it.env.Source), data,
+			jetstream.WithMsgID(fmt.Sprintf("dl|%s|%d", it.env.MsgID, it.seq)))
+		return err
+	}); err != nil {
+		d.log.Error("dispatcher: dead letter not stored; the event stays queued", "call_id", it.env.Event.ID, "err", err)
+		return
+	}
+	d.ack(ctx, it)
+}
+
+// gauges publishes queue depth and age.
+func (d *Dispatcher) gauges(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		depth := map[Priority]int{}
+		oldest := map[Priority]time.Time{}
+		d.mu.Lock()
+		for _, l := range d.lanes {
+			p := priorityOf(l)
+			for _, it := range l.items {
+				depth[p]++
+				if o, ok := oldest[p]; !ok || it.received.Before(o) {
+					oldest[p] = it.received
+				}
+			}
+		}
+		d.mu.Unlock()
+		for _, p := range []Priority{PriorityAnswered, PriorityNormal} {
+			d.o.Metrics.queueDepth.WithLabelValues(p.String()).Set(float64(depth[p]))
+			age := 0.0
+			if o, ok := oldest[p]; ok {
+				age = time.Since(o).Seconds()
+			}
+			d.o.Metrics.oldest.WithLabelValues(p.String()).Set(age)
+		}
+		if info, err := d.o.Journal.dead.Info(ctx); err == nil {
+			d.o.Metrics.dead.Set(float64(info.State.Msgs))
+		}
+	}
+}
+
+func statusOf(err error) int {
+	var s interface{ StatusCode() int }
+	if errors.As(err, &s) {
+		return s.StatusCode()
+	}
+	return 0
+}
+
+func statusLabel(err error) string {
+	if s := statusOf(err); s > 0 {
+		return fmt.Sprintf("%dxx", s/100)
+	}
+	return "error"
+}

@@ -1,0 +1,290 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and subject names of the journal. They are part of the on-disk
+// format: changing them orphans a journal written by an older version.
+const (
+	SignalsStream     = "SIGNALS"
+	EventsStream      = "EVENTS"
+	DeadLettersStream = "DEADLETTERS"
+	CallsBucket       = "CALLS"
+
+	signalsSubject     = "voipbridge.signals"
+	eventsSubject      = "voipbridge.events"
+	deadLettersSubject = "voipbridge.deadletters"
+
+	// dedupWindow is how long JetStream remembers a message id. A PBX or the
+	// tracker repeating itself within it is stored once; the tracker's own
+	// per-call records cover repeats after it.
+	dedupWindow = 24 * time.Hour
+)
+
+// JournalOptions configure where the journal lives.
+type JournalOptions struct {
+	// DataDir holds the embedded server's file store. Ignored with URL.
+	DataDir string
+	// URL of an external NATS server or cluster; empty runs one in-process.
+	URL string
+	// Replicas of each stream on an external cluster (1 for the embedded one).
+	Replicas int
+	// SignalRetention is how long raw signals are kept for audit and replay.
+	SignalRetention time.Duration
+	// Logger receives the journal's own state changes.
+	Logger *slog.Logger
+}
+
+// Journal is the durable store between the PBX and the helpdesk: raw signals,
+// events waiting for delivery, dead letters and the tracker's call records,
+// all in NATS JetStream. With the embedded server every write is fsynced
+// before it is acknowledged (SyncAlways), so an acknowledged signal survives
+// kill -9 and power loss.
+type Journal struct {
+	log     *slog.Logger
+	srv     *server.Server // nil with an external server
+	lock    *os.File
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	signals jetstream.Stream
+	events  jetstream.Stream
+	dead    jetstream.Stream
+	calls   jetstream.KeyValue
+}
+
+// OpenJournal starts (or connects to) JetStream and creates or updates the
+// streams idempotently.
+func OpenJournal(ctx context.Context, o JournalOptions) (*Journal, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.SignalRetention <= 0 {
+		o.SignalRetention = 7 * 24 * time.Hour
+	}
+	j := &Journal{log: o.Logger}
+	var err error
+	if o.URL == "" {
+		o.Replicas = 1
+		if err := j.startEmbedded(o.DataDir); err != nil {
+			return nil, err
+		}
+		j.nc, err = nats.Connect("", nats.InProcessServer(j.srv), nats.Name("voipbridge"))
+	} else {
+		j.nc, err = nats.Connect(o.URL, nats.Name("voipbridge"), nats.MaxReconnects(-1),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					j.log.Warn("journal disconnected", "err", err)
+				}
+			}),
+			nats.ReconnectHandler(func(*nats.Conn) { j.log.Info("journal reconnected") }))
+	}
+	if err != nil {
+		j.Close()
+		return nil, fmt.Errorf("journal: connect: %w", err)
+	}
+	if j.js, err = jetstream.New(j.nc); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if err := j.setup(ctx, o); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *Journal) startEmbedded(dir string) error {
+	if dir == "" {
+		return errors.New("journal: DATA_DIR is empty")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	// Two processes on one file store corrupt it: hold an exclusive lock.
+	f, err := os.OpenFile(filepath.Join(dir, "voipbridge.lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("journal: data directory is in use by another process: %w", err)
+	}
+	j.lock = f
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "voipbridge",
+		JetStream:  true,
+		StoreDir:   dir,
+		DontListen: true,
+		// JetStream's file store syncs every two minutes by default; a
+		// single node must sync every write to keep what it acknowledged.
+		SyncAlways: true,
+		NoSigs:     true,
+		NoLog:      true,
+	})
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("journal: embedded server did not start within 30s")
+	}
+	j.srv = srv
+	return nil
+}
+
+func (j *Journal) setup(ctx context.Context, o JournalOptions) error {
+	var err error
+	j.signals, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        SignalsStream,
+		Description: "raw PBX signals, for the tracker, audit and replay",
+		Subjects:    []string{signalsSubject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.SignalRetention,
+		Duplicates:  min(dedupWindow, o.SignalRetention),
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("journal: stream %s: %w", SignalsStream, err)
+	}
+	j.events, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        EventsStream,
+		Description: "events waiting for delivery; removed once the helpdesk accepted them",
+		Subjects:    []string{eventsSubject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  dedupWindow,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("journal: stream %s: %w", EventsStream, err)
+	}
+	j.dead, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadLettersStream,
+		Description: "events the helpdesk rejected, for inspection and replay",
+		Subjects:    []string{deadLettersSubject + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("journal: stream %s: %w", DeadLettersStream, err)
+	}
+	j.calls, err = j.KeyValue(ctx, CallsBucket, "tracker state: one record per call in progress", o.Replicas)
+	return err
+}
+
+// KeyValue creates or opens a key-value bucket in the journal (the tracker's
+// calls, the quota record).
+func (j *Journal) KeyValue(ctx context.Context, bucket, description string, replicas int) (jetstream.KeyValue, error) {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	kv, err := j.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      bucket,
+		Description: description,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}
+
+// PublishSignal stores a signal durably. It returns nil only once the signal
+// is journaled (fsynced on the embedded server); only then may the source
+// acknowledge the PBX. A signal whose dedup key was stored before is accepted
+// and stored once.
+func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	subj := signalsSubject + "." + subjectToken(s.Source)
+	if _, err := j.js.Publish(ctx, subj, data, jetstream.WithMsgID(s.Source+"|"+s.DedupKey)); err != nil {
+		return fmt.Errorf("journal: publish signal: %w", err)
+	}
+	return nil
+}
+
+// publishEvent stores an event for delivery under its deterministic id, so the
+// same event emitted twice (a replayed signal) is stored once.
+func (j *Journal) publishEvent(ctx context.Context, env Envelope) error {
+	data, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if _, err := j.js.Publish(ctx, eventsSubject+"."+subjectToken(env.Source), data, jetstream.WithMsgID(env.MsgID)); err != nil {
+		return fmt.Errorf("journal: publish event: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the journal can take writes.
+func (j *Journal) Ready(ctx context.Context) error {
+	if j.nc == nil || !j.nc.IsConnected() {
+		return errors.New("journal: not connected")
+	}
+	if _, err := j.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// Embedded reports whether the journal runs in-process.
+func (j *Journal) Embedded() bool { return j.srv != nil }
+
+// Close flushes and stops the journal. It is safe to call more than once.
+func (j *Journal) Close() {
+	if j.nc != nil {
+		_ = j.nc.Drain()
+		j.nc.Close()
+		j.nc = nil
+	}
+	if j.srv != nil {
+		j.srv.Shutdown()
+		j.srv.WaitForShutdown()
+		j.srv = nil
+	}
+	if j.lock != nil {
+		j.lock.Close()
+		j.lock = nil
+	}
+}
+
+// subjectToken makes s safe as one subject token.
+func subjectToken(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
+			return '_'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,443 @@
+package events
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/voipbridge/voipbridge/extensions"
+	"github.com/voipbridge/voipbridge/phone"
+)
+
+var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+
+// step is one line of a call script: a signal at an offset, or a tick.
+type step struct {
+	at   time.Duration
+	tick bool
+	sig  Signal
+}
+
+func sig(at time.Duration, callID string, st State, ext string, mods ...func(*Signal)) step {
+	s := Signal{
+		Source: "generic", CallID: callID, Extension: ext, State: st,
+		Remote: "0612345678", Dialled: "+31858770023", Direction: Inbound,
+		Time: t0.Add(at),
+	}
+	s.DedupKey = fmt.Sprintf("%s|%s|%s|%s", callID, s.LegID, ext, st)
+	for _, m := range mods {
+		m(&s)
+	}
+	return step{at: at, sig: s}
+}
+
+func tick(at time.Duration) step { return step{at: at, tick: true} }
+
+func remote(r string) func(*Signal)         { return func(s *Signal) { s.Remote = r } }
+func dialled(d string) func(*Signal)        { return func(s *Signal) { s.Dialled = d } }
+func outbound(s *Signal)                    { s.Direction = Outbound }
+func legID(id string) func(*Signal)         { return func(s *Signal) { s.LegID = id; s.DedupKey += "|" + id } }
+func key(k string) func(*Signal)            { return func(s *Signal) { s.DedupKey = k } }
+func linked(id string) func(*Signal)        { return func(s *Signal) { s.LinkedCallID = id } }
+func pbxTime(d time.Duration) func(*Signal) { return func(s *Signal) { s.Time = t0.Add(d) } }
+
+type ev struct {
+	Type     EventType
+	ID, Ext  string
+	Number   string
+	Referrer string
+	Dir      string
+}
+
+func defaultPolicies() Policies {
+	return Policies{ReportMissed: true, AnonymousNumber: "anonymous", CallTimeout: 4 * time.Hour, TransferWindow: 10 * time.Second}
+}
+
+func newTestMachine(t testing.TB, pol Policies, spec string) *machine {
+	t.Helper()
+	n, err := phone.New(phone.Options{Region: "NL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := extensions.Load(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newMachine(pol, n, dir)
+}
+
+func run(t *testing.T, m *machine, steps []step) ([]ev, map[string]int) {
+	t.Helper()
+	var got []ev
+	outcomes := map[string]int{}
+	for i, s := range steps {
+		var r result
+		if s.tick {
+			r = m.tick(t0.Add(s.at))
+		} else {
+			r = m.apply(s.sig, uint64(i+1), t0.Add(s.at))
+			outcomes[r.outcome]++
+		}
+		for _, e := range r.events {
+			got = append(got, ev{e.Event.Type, e.Event.ID, e.Event.PhoneExtension, e.Event.PhoneNumber, e.Event.PhoneReferrer, e.Event.Direction})
+		}
+	}
+	return got, outcomes
+}
+
+const (
+	caller = "+31612345678"
+	did    = "+31858770023"
+)
+
+func TestTrackerRules(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name     string
+		pol      func(*Policies)
+		dir      string
+		steps    []step
+		want     []ev
+		outcomes map[string]int
+	}{
+		{
+			name: "answered call",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(2*s, "c1", Answered, "201"),
+				sig(60*s, "c1", Ended, "201"),
+				tick(69 * s), // still inside the transfer window
+				tick(71 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "ring group: losing legs do not end the call, the answer is once",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(0, "c1", Ringing, "202"),
+				sig(0, "c1", Ringing, "203"),
+				sig(2*s, "c1", Answered, "202"),
+				sig(2*s, "c1", Ended, "201"),
+				sig(2*s, "c1", Ended, "203"),
+				tick(30 * s),
+				sig(60*s, "c1", Ended, "202"),
+				tick(80 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "transfer with the same call id",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(1*s, "c1", Answered, "201"),
+				sig(30*s, "c1", Ringing, "202"),
+				sig(35*s, "c1", Answered, "202"),
+				sig(35*s, "c1", Ended, "201"),
+				tick(60 * s),
+				sig(90*s, "c1", Ended, "202"),
+				tick(101 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventTransfer, "c1", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "transferred state hands the call on; ended without extension ends it",
+			steps: []step{
+				sig(0, "c1", Answered, "201"),
+				sig(20*s, "c1", Transferred, "202"),
+				sig(40*s, "c1", Ended, ""),
+				tick(51 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventTransfer, "c1", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "transfer by correlation: new call id, same caller and DID, within the window",
+			steps: []step{
+				sig(0, "a", Answered, "201"),
+				sig(30*s, "a", Ended, "201"),
+				sig(33*s, "b", Ringing, "202"),
+				sig(35*s, "b", Answered, "202"),
+				tick(50 * s),
+				sig(90*s, "b", Ended, "202"),
+				tick(101 * s),
+			},
+			want: []ev{
+				{EventAnswered, "a", "201", caller, did, "Inbound"},
+				{EventTransfer, "a", "202", caller, did, "Inbound"},
+				{EventDisconnected, "a", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "no correlation after the window: a new call",
+			steps: []step{
+				sig(0, "a", Answered, "201"),
+				sig(30*s, "a", Ended, "201"),
+				tick(41 * s),
+				sig(45*s, "b", Answered, "202"),
+				sig(50*s, "b", Ended, "202"),
+				tick(61 * s),
+			},
+			want: []ev{
+				{EventAnswered, "a", "201", caller, did, "Inbound"},
+				{EventDisconnected, "a", "201", caller, did, "Inbound"},
+				{EventAnswered, "b", "202", caller, did, "Inbound"},
+				{EventDisconnected, "b", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "explicit link continues the call",
+			steps: []step{
+				sig(0, "a", Answered, "201"),
+				sig(10*s, "b", Answered, "202", linked("a"), remote("")),
+				sig(10*s, "a", Ended, "201"),
+				sig(20*s, "b", Ended, "202"),
+				tick(31 * s),
+			},
+			want: []ev{
+				{EventAnswered, "a", "201", caller, did, "Inbound"},
+				{EventTransfer, "a", "202", caller, did, "Inbound"},
+				{EventDisconnected, "a", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "missed call reported with the last extension that rang",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(15*s, "c1", Ended, "201"),
+				sig(15*s, "c1", Ringing, "202"),
+				sig(30*s, "c1", Ended, "202", func(s *Signal) { s.Cause = "cancelled" }),
+				tick(41 * s),
+			},
+			want: []ev{{EventDisconnected, "c1", "202", caller, did, "Inbound"}},
+		},
+		{
+			name: "missed call ignored by policy",
+			pol:  func(p *Policies) { p.ReportMissed = false },
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(30*s, "c1", Ended, "201"),
+				tick(41 * s),
+			},
+		},
+		{
+			name: "outbound call",
+			steps: []step{
+				sig(0, "o1", Ringing, "201", outbound, remote("020 123 4567"), dialled("+31858770023")),
+				sig(5*s, "o1", Answered, "201", outbound, remote("020 123 4567")),
+				sig(65*s, "o1", Ended, "201", outbound),
+				tick(76 * s),
+			},
+			want: []ev{
+				{EventAnswered, "o1", "201", "+31201234567", did, "Outbound"},
+				{EventDisconnected, "o1", "201", "+31201234567", did, "Outbound"},
+			},
+		},
+		{
+			name: "unanswered outbound call is not reported",
+			steps: []step{
+				sig(0, "o1", Ringing, "201", outbound),
+				sig(20*s, "o1", Ended, "201", outbound),
+				tick(31 * s),
+			},
+		},
+		{
+			name: "internal call ignored by default",
+			steps: []step{
+				sig(0, "i1", Ringing, "201", remote("202")),
+				sig(1*s, "i1", Answered, "201", remote("202")),
+				sig(9*s, "i1", Ended, "201"),
+				tick(20 * s),
+			},
+			outcomes: map[string]int{OutcomeApplied: 3},
+		},
+		{
+			name: "internal call reported by policy",
+			pol:  func(p *Policies) { p.ReportInternal = true },
+			steps: []step{
+				sig(0, "i1", Answered, "201", remote("202"), dialled("")),
+				sig(9*s, "i1", Ended, "201", dialled("")),
+				tick(20 * s),
+			},
+			want: []ev{
+				{EventAnswered, "i1", "201", "202", "", "Inbound"},
+				{EventDisconnected, "i1", "201", "202", "", "Inbound"},
+			},
+		},
+		{
+			name: "anonymous caller gets the configured value",
+			steps: []step{
+				sig(0, "c1", Answered, "201", remote("sip:anonymous@anonymous.invalid")),
+				sig(9*s, "c1", Ended, "201"),
+				tick(20 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", "anonymous", did, "Inbound"},
+				{EventDisconnected, "c1", "201", "anonymous", did, "Inbound"},
+			},
+		},
+		{
+			name: "anonymous caller not reported when ANONYMOUS_NUMBER is empty",
+			pol:  func(p *Policies) { p.AnonymousNumber = "" },
+			steps: []step{
+				sig(0, "c1", Answered, "201", remote("restricted")),
+				sig(9*s, "c1", Ended, "201"),
+				tick(20 * s),
+			},
+		},
+		{
+			name: "duplicates are dropped and counted",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(1*s, "c1", Answered, "201"),
+				sig(1*s, "c1", Answered, "201"),
+				sig(2*s, "c1", Answered, "201", key("other-key-same-state")),
+				sig(9*s, "c1", Ended, "201"),
+				tick(20 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
+			},
+			outcomes: map[string]int{OutcomeApplied: 3, OutcomeDuplicate: 2},
+		},
+		{
+			name: "answer after the end is dropped",
+			steps: []step{
+				sig(0, "c1", Answered, "201"),
+				sig(9*s, "c1", Ended, "201"),
+				tick(20 * s),
+				sig(21*s, "c1", Answered, "202", key("late")),
+				tick(40 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
+			},
+			outcomes: map[string]int{OutcomeApplied: 2, OutcomeAfterEnd: 1},
+		},
+		{
+			name: "out of order: ringing after answered is stale; older PBX time is stale",
+			steps: []step{
+				sig(0, "c1", Answered, "201", pbxTime(2*s)),
+				sig(1*s, "c1", Ringing, "201", pbxTime(0)),
+				sig(2*s, "c1", Ended, "201", pbxTime(60*s)),
+				sig(3*s, "c1", Answered, "201", pbxTime(1*s), key("late-answer")),
+				tick(30 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
+			},
+			outcomes: map[string]int{OutcomeApplied: 2, OutcomeStale: 2},
+		},
+		{
+			name: "sweeper ends an answered call that never reports an end",
+			steps: []step{
+				sig(0, "c1", Answered, "201"),
+				tick(3 * time.Hour),
+				tick(4*time.Hour + s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "sweeper drops an unanswered call silently",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				tick(4*time.Hour + s),
+			},
+		},
+		{
+			name: "unmapped extensions are not agents; renames apply",
+			dir:  "1001:203,202",
+			steps: []step{
+				sig(0, "c1", Ringing, "900"), // a queue
+				sig(1*s, "c1", Answered, "900"),
+				sig(2*s, "c1", Ringing, "1001"),
+				sig(3*s, "c1", Answered, "1001"),
+				sig(9*s, "c1", Ended, ""),
+				tick(20 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "203", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "203", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "ended for an unknown call is dropped",
+			steps: []step{
+				sig(0, "zz", Ended, "201"),
+			},
+			outcomes: map[string]int{OutcomeUnknown: 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pol := defaultPolicies()
+			if tt.pol != nil {
+				tt.pol(&pol)
+			}
+			m := newTestMachine(t, pol, tt.dir)
+			got, outcomes := run(t, m, tt.steps)
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("events (-want +got):\n%s", d)
+			}
+			if tt.outcomes != nil {
+				if d := cmp.Diff(tt.outcomes, outcomes); d != "" {
+					t.Errorf("outcomes (-want +got):\n%s", d)
+				}
+			}
+		})
+	}
+}
+
+// TestTrackerEventIDsDeterministic: replaying the same signals into a fresh
+// machine gives the same journal ids, so the journal stores each event once.
+func TestTrackerEventIDsDeterministic(t *testing.T) {
+	steps := []step{
+		sig(0, "c1", Answered, "201"),
+		sig(5*time.Second, "c1", Answered, "202", legID("x")),
+		sig(9*time.Second, "c1", Ended, ""),
+		tick(30 * time.Second),
+	}
+	ids := func() []string {
+		m := newTestMachine(t, defaultPolicies(), "")
+		var out []string
+		for i, s := range steps {
+			var r result
+			if s.tick {
+				r = m.tick(t0.Add(s.at))
+			} else {
+				r = m.apply(s.sig, uint64(i+1), t0.Add(s.at))
+			}
+			for _, e := range r.events {
+				out = append(out, e.MsgID)
+			}
+		}
+		return out
+	}
+	a, b := ids(), ids()
+	if len(a) != 3 {
+		t.Fatalf("want 3 events, got %v", a)
+	}
+	if d := cmp.Diff(a, b); d != "" {
+		t.Fatalf("ids differ between runs:\n%s", d)
+	}
+}

@@ -1,0 +1,49 @@
+package events
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the pipeline's Prometheus metrics.
+type Metrics struct {
+	signals    *prometheus.CounterVec
+	events     *prometheus.CounterVec
+	calls      prometheus.Gauge
+	deliveries *prometheus.CounterVec
+	queueDepth *prometheus.GaugeVec
+	oldest     *prometheus.GaugeVec
+	dead       prometheus.Gauge
+	paused     *prometheus.GaugeVec
+}
+
+// NewMetrics creates the pipeline metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbridge_signals_total", Help: "Signals folded by the tracker, by source and outcome.",
+		}, []string{"source", "outcome"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbridge_events_total", Help: "Events emitted by the tracker, by type.",
+		}, []string{"type"}),
+		calls: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "voipbridge_calls_tracked", Help: "Calls the tracker holds (in progress or recently ended).",
+		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbridge_deliveries_total", Help: "Delivery attempts to the helpdesk, by status class and reason.",
+		}, []string{"status", "reason"}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "voipbridge_queue_depth", Help: "Events waiting for delivery, by priority.",
+		}, []string{"priority"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "voipbridge_queue_oldest_age_seconds", Help: "Age of the oldest undelivered event, by priority.",
+		}, []string{"priority"}),
+		dead: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "voipbridge_deadletters", Help: "Events in the dead-letter stream.",
+		}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "voipbridge_delivery_paused", Help: "1 while delivery is paused, by reason.",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.signals, m.events, m.calls, m.deliveries, m.queueDepth, m.oldest, m.dead, m.paused)
+	}
+	return m
+}
