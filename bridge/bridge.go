@@ -1,0 +1,261 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/extensions"
+	"github.com/voipbridge/voipbridge/pbx/webhook"
+	"github.com/voipbridge/voipbridge/phone"
+	"github.com/voipbridge/voipbridge/robin"
+)
+
+// Version is the program's version, set at build time with -ldflags.
+var Version = "dev"
+
+// Bridge is one running voipbridge.
+type Bridge struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	journal  *events.Journal
+	dir      *extensions.Directory
+	tracker  *events.Tracker
+	disp     *events.Dispatcher
+	robin    *robin.Client
+	mux      *http.ServeMux
+	srv      *http.Server
+	ln       net.Listener
+	runCtx   context.Context
+	stopRun  context.CancelCauseFunc
+	wg       sync.WaitGroup
+	readyMu  sync.Mutex
+	ready    map[string]func() error
+	draining chan struct{}
+}
+
+// New opens the journal, restores the tracker, builds the sinks and sources
+// and listens on HTTP_ADDR. Nothing runs until Run.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err error) {
+	b := &Bridge{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: map[string]func() error{}, draining: make(chan struct{})}
+	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	numbers, err := phone.New(phone.Options{Region: cfg.PhoneRegion, OutsideLinePrefix: cfg.OutsideLinePrefix, InternalMaxDigits: cfg.InternalMaxDigits})
+	if err != nil {
+		return nil, fmt.Errorf("PHONE_REGION/OUTSIDE_LINE_PREFIX: %w", err)
+	}
+	if b.dir, err = extensions.Load(cfg.Extensions, cfg.ExtensionsFile); err != nil {
+		return nil, fmt.Errorf("extensions: %w", err)
+	}
+	if b.journal, err = events.OpenJournal(ctx, events.JournalOptions{
+		DataDir: cfg.DataDir, URL: cfg.NATSURL, Replicas: cfg.NATSReplicas,
+		SignalRetention: cfg.SignalRetention, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	metrics := events.NewMetrics(b.reg)
+	if b.tracker, err = events.NewTracker(ctx, events.TrackerOptions{
+		Journal: b.journal, Numbers: numbers, Dir: b.dir, Logger: log, Metrics: metrics,
+		Policies: events.Policies{
+			ReportMissed:    cfg.MissedCalls == "report",
+			ReportInternal:  cfg.InternalCalls == "report",
+			AnonymousNumber: cfg.AnonymousNumber,
+			CallTimeout:     cfg.CallTimeout,
+			TransferWindow:  cfg.TransferWindow,
+		},
+	}); err != nil {
+		return nil, err
+	}
+	if b.robin, err = robin.NewClient(robin.Config{
+		APIURL: cfg.RobinAPIURL, APIKey: cfg.RobinAPIKey, APISecret: cfg.RobinAPISecret,
+		PresenceURL: cfg.RobinPresenceURL, Timeout: cfg.RobinTimeout, UserAgent: "voipbridge/" + Version,
+	}); err != nil {
+		return nil, err
+	}
+	b.disp = events.NewDispatcher(events.DispatcherOptions{
+		Journal: b.journal, Sink: b.robin, Logger: log, Metrics: metrics, Workers: cfg.DeliveryWorkers,
+	})
+
+	b.mux = http.NewServeMux()
+	b.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	b.mux.HandleFunc("GET /readyz", b.serveReady)
+	b.mux.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg}))
+	b.addReady("journal", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return b.journal.Ready(ctx)
+	})
+	b.addReady("delivery", func() error {
+		if r := b.disp.Paused(); r != "" {
+			return fmt.Errorf("paused: %s", r)
+		}
+		return nil
+	})
+
+	allow, err := webhook.ParseCIDRs(cfg.WebhookAllowCIDRs)
+	if err != nil {
+		return nil, err
+	}
+	env := &sourceEnv{
+		Journal: b.journal, Dir: b.dir, Log: log, Registry: b.reg, mux: b.mux, b: b,
+		guard: &webhook.Guard{Token: cfg.WebhookToken, HMACSecret: cfg.WebhookHMACSecret, Allow: allow, MaxBody: cfg.WebhookMaxBody, Logger: log},
+	}
+	env.Webhook(webhook.Source, &webhook.Generic{Journal: b.journal, Logger: log}, http.MethodPost, http.MethodGet)
+
+	b.runCtx, b.stopRun = context.WithCancelCause(context.WithoutCancel(ctx))
+	for _, start := range []func() error{
+		func() error { return startSIP(b.runCtx, cfg.SIP, env) },
+		func() error { return startThreeCX(b.runCtx, cfg.ThreeCX, env) },
+		func() error { return startXelion(b.runCtx, cfg.Xelion, env) },
+		func() error { return startVoIPGRID(b.runCtx, cfg.VoIPGRID, env) },
+	} {
+		if err := start(); err != nil {
+			b.stopRun(err)
+			return nil, err
+		}
+	}
+
+	b.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		b.stopRun(err)
+		return nil, fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	b.srv = &http.Server{Handler: b.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return b, nil
+}
+
+// Addr is the address the HTTP API listens on.
+func (b *Bridge) Addr() string { return b.ln.Addr().String() }
+
+// ReloadExtensions re-reads EXTENSIONS and EXTENSIONS_FILE; on error the
+// current directory stays. Calls in progress keep the agent they have.
+func (b *Bridge) ReloadExtensions() error {
+	return b.dir.Reload(b.cfg.Extensions, b.cfg.ExtensionsFile)
+}
+
+// Run serves until ctx is cancelled, then drains: HTTP intake stops (requests
+// in flight finish, so what was acknowledged is journaled), sources stop,
+// the tracker checkpoints, deliveries in flight finish and the journal
+// closes. It returns nil after a clean drain.
+func (b *Bridge) Run(ctx context.Context) error {
+	defer b.close()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- b.srv.Serve(b.ln) }()
+	b.goRun("tracker", b.tracker.Run)
+	b.goRun("dispatcher", b.disp.Run)
+	b.log.Info("voipbridge running", "http", b.Addr(), "version", Version, "journal", b.journalKind())
+
+	var err error
+	select {
+	case <-ctx.Done():
+		b.log.Info("shutting down: stopping intake")
+	case err = <-srvErr:
+		err = fmt.Errorf("http: %w", err)
+	case <-b.runCtx.Done():
+		err = context.Cause(b.runCtx)
+	}
+	close(b.draining)
+	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if serr := b.srv.Shutdown(shut); serr != nil {
+		b.log.Warn("http shutdown", "err", serr)
+	}
+	b.stopRun(nil)
+	b.wg.Wait()
+	b.log.Info("voipbridge stopped")
+	return err
+}
+
+// goRun runs f until the bridge stops; an error stops the bridge.
+func (b *Bridge) goRun(name string, f func(ctx context.Context) error) {
+	b.wg.Go(func() {
+		if err := f(b.runCtx); err != nil && b.runCtx.Err() == nil {
+			b.log.Error("component failed; stopping", "component", name, "err", err)
+			b.stopRun(fmt.Errorf("%s: %w", name, err))
+		}
+	})
+}
+
+func (b *Bridge) addReady(name string, check func() error) {
+	b.readyMu.Lock()
+	defer b.readyMu.Unlock()
+	b.ready[name] = check
+}
+
+// serveReady answers 200 when every check passes, else 503; both with a JSON
+// body naming each check's state.
+func (b *Bridge) serveReady(w http.ResponseWriter, _ *http.Request) {
+	b.readyMu.Lock()
+	names := make([]string, 0, len(b.ready))
+	for n := range b.ready {
+		names = append(names, n)
+	}
+	checks := make(map[string]func() error, len(b.ready))
+	for n, c := range b.ready {
+		checks[n] = c
+	}
+	b.readyMu.Unlock()
+	sort.Strings(names)
+	status := http.StatusOK
+	out := map[string]string{}
+	select {
+	case <-b.draining:
+		status, out["bridge"] = http.StatusServiceUnavailable, "shutting down"
+	default:
+	}
+	for _, n := range names {
+		if err := checks[n](); err != nil {
+			status, out[n] = http.StatusServiceUnavailable, err.Error()
+		} else {
+			out[n] = "ok"
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+func (b *Bridge) journalKind() string {
+	if b.journal.Embedded() {
+		return "embedded"
+	}
+	return "external"
+}
+
+func (b *Bridge) close() {
+	if b.ln != nil {
+		b.ln.Close()
+	}
+	if b.journal != nil {
+		b.journal.Close()
+	}
+}
+
+// Run loads nothing itself: it builds a bridge from cfg and runs it until ctx
+// is cancelled.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	b, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}
+

@@ -1,0 +1,177 @@
+// Package bridge assembles voipbridge: it reads the configuration, opens the
+// journal, starts the tracker, the dispatcher, the HTTP API and every
+// configured PBX source, and stops them in order. cmd/voipbridge is a thin
+// shell around it, and tests start it in-process.
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is every setting of the bridge, read from environment variables.
+// The README's table is the reference for users; keep both in step.
+type Config struct {
+	HTTPAddr  string     `env:"HTTP_ADDR" envDefault:":8080"`
+	LogLevel  slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat string     `env:"LOG_FORMAT" envDefault:"auto"`
+
+	DataDir         string        `env:"DATA_DIR" envDefault:"./data"`
+	NATSURL         string        `env:"NATS_URL"`
+	NATSReplicas    int           `env:"NATS_REPLICAS" envDefault:"1"`
+	SignalRetention time.Duration `env:"SIGNAL_RETENTION" envDefault:"168h"`
+
+	RobinAPIURL      string        `env:"ROBIN_API_URL" envDefault:"https://api.robinhq.com"`
+	RobinAPIKey      string        `env:"ROBIN_API_KEY"`
+	RobinAPISecret   string        `env:"ROBIN_API_SECRET"`
+	RobinPresenceURL string        `env:"ROBIN_PRESENCE_URL" envDefault:"https://presence.robinhq.com/api/v1"`
+	RobinTimeout     time.Duration `env:"ROBIN_TIMEOUT" envDefault:"10s"`
+	DeliveryWorkers  int           `env:"DELIVERY_WORKERS" envDefault:"4"`
+
+	AdminToken string `env:"ADMIN_TOKEN"`
+
+	WebhookToken      string   `env:"WEBHOOK_TOKEN"`
+	WebhookInsecure   bool     `env:"WEBHOOK_INSECURE" envDefault:"false"`
+	WebhookHMACSecret string   `env:"WEBHOOK_HMAC_SECRET"`
+	WebhookAllowCIDRs []string `env:"WEBHOOK_ALLOW_CIDRS" envSeparator:","`
+	WebhookMaxBody    int64    `env:"WEBHOOK_MAX_BODY" envDefault:"65536"`
+
+	PhoneRegion       string `env:"PHONE_REGION" envDefault:"NL"`
+	OutsideLinePrefix string `env:"OUTSIDE_LINE_PREFIX"`
+	InternalMaxDigits int    `env:"INTERNAL_MAX_DIGITS" envDefault:"6"`
+
+	Extensions     string `env:"EXTENSIONS"`
+	ExtensionsFile string `env:"EXTENSIONS_FILE"`
+
+	MissedCalls     string        `env:"MISSED_CALLS" envDefault:"report"`
+	InternalCalls   string        `env:"INTERNAL_CALLS" envDefault:"ignore"`
+	AnonymousNumber string        `env:"-"` // ANONYMOUS_NUMBER: set in Load, empty is meaningful
+	CallTimeout     time.Duration `env:"CALL_TIMEOUT" envDefault:"4h"`
+	TransferWindow  time.Duration `env:"TRANSFER_WINDOW" envDefault:"10s"`
+
+	Quota    QuotaConfig
+	SIP      SIPConfig
+	ThreeCX  ThreeCXConfig
+	Xelion   XelionConfig
+	VoIPGRID VoIPGRIDConfig
+	Presence PresenceConfig
+}
+
+// secretNames are the variables that may also be given as NAME_FILE (the
+// path of a file holding the value, as Docker and Kubernetes secrets do).
+func secretNames() []string {
+	return slices.Concat(
+		[]string{"ROBIN_API_KEY", "ROBIN_API_SECRET", "WEBHOOK_TOKEN", "WEBHOOK_HMAC_SECRET", "ADMIN_TOKEN"},
+		sipSecrets, threecxSecrets, xelionSecrets,
+	)
+}
+
+// LoadConfig reads the configuration from environ (os.Environ() form) and
+// reports every problem at once.
+func LoadConfig(environ []string) (Config, error) {
+	m := env.ToMap(environ)
+	var errs []error
+	for _, k := range secretNames() {
+		p, ok := m[k+"_FILE"]
+		if !ok || p == "" {
+			continue
+		}
+		if m[k] != "" {
+			errs = append(errs, fmt.Errorf("%s and %s_FILE are both set; set one", k, k))
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s_FILE: %w", k, err))
+			continue
+		}
+		m[k] = strings.TrimRight(string(b), "\r\n")
+	}
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: m})
+	if err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			errs = append(errs, agg.Errors...)
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if v, ok := m["ANONYMOUS_NUMBER"]; ok {
+		cfg.AnonymousNumber = v
+	} else {
+		cfg.AnonymousNumber = "anonymous"
+	}
+	if err := cfg.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// validate checks what the types cannot; every problem is reported.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		bad("LOG_FORMAT %q: want auto, text or json", c.LogFormat)
+	}
+	if c.NATSURL == "" && c.DataDir == "" {
+		bad("DATA_DIR is empty: the embedded journal needs a directory")
+	}
+	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
+		bad("NATS_REPLICAS %d: want 1 to 5", c.NATSReplicas)
+	}
+	if c.SignalRetention < time.Hour {
+		bad("SIGNAL_RETENTION %s: want at least 1h", c.SignalRetention)
+	}
+	for name, u := range map[string]string{"ROBIN_API_URL": c.RobinAPIURL, "ROBIN_PRESENCE_URL": c.RobinPresenceURL} {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("%s %q: want an http(s) URL", name, u)
+		}
+	}
+	if c.RobinAPIKey == "" {
+		bad("ROBIN_API_KEY is required (or ROBIN_API_KEY_FILE)")
+	}
+	if c.RobinTimeout <= 0 {
+		bad("ROBIN_TIMEOUT %s: want a positive duration", c.RobinTimeout)
+	}
+	if c.DeliveryWorkers < 1 || c.DeliveryWorkers > 64 {
+		bad("DELIVERY_WORKERS %d: want 1 to 64", c.DeliveryWorkers)
+	}
+	if c.WebhookToken == "" && !c.WebhookInsecure {
+		bad("WEBHOOK_TOKEN is required (or WEBHOOK_TOKEN_FILE); set WEBHOOK_INSECURE=true to accept unauthenticated webhooks")
+	}
+	if c.WebhookMaxBody < 1024 {
+		bad("WEBHOOK_MAX_BODY %d: want at least 1024", c.WebhookMaxBody)
+	}
+	switch c.MissedCalls {
+	case "report", "ignore":
+	default:
+		bad("MISSED_CALLS %q: want report or ignore", c.MissedCalls)
+	}
+	switch c.InternalCalls {
+	case "report", "ignore":
+	default:
+		bad("INTERNAL_CALLS %q: want ignore or report", c.InternalCalls)
+	}
+	if c.CallTimeout < time.Minute {
+		bad("CALL_TIMEOUT %s: want at least 1m", c.CallTimeout)
+	}
+	if c.TransferWindow < 0 || c.TransferWindow > 5*time.Minute {
+		bad("TRANSFER_WINDOW %s: want 0 to 5m", c.TransferWindow)
+	}
+	if c.InternalMaxDigits < 1 || c.InternalMaxDigits > 10 {
+		bad("INTERNAL_MAX_DIGITS %d: want 1 to 10", c.InternalMaxDigits)
+	}
+	errs = append(errs, c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
+	return errors.Join(errs...)
+}

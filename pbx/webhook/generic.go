@@ -1,0 +1,203 @@
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/voipbridge/voipbridge/events"
+)
+
+// Source is the name generic webhook signals carry.
+const Source = "generic"
+
+// Journal stores signals durably; *events.Journal satisfies it.
+type Journal interface {
+	PublishSignal(ctx context.Context, s events.Signal) error
+}
+
+// Payload is the generic webhook's JSON body (and, for GET, its query
+// parameters of the same names).
+type Payload struct {
+	CallID       string `json:"call_id"`
+	Event        string `json:"event"`
+	Direction    string `json:"direction,omitempty"`
+	From         string `json:"from,omitempty"`
+	To           string `json:"to,omitempty"`
+	Extension    string `json:"extension,omitempty"`
+	Timestamp    string `json:"timestamp,omitempty"`
+	EventID      string `json:"event_id,omitempty"`
+	LegID        string `json:"leg_id,omitempty"`
+	LinkedCallID string `json:"linked_call_id,omitempty"`
+	Cause        string `json:"cause,omitempty"`
+}
+
+// FieldError names the field that made a payload unusable.
+type FieldError struct {
+	Field, Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Signal turns a payload into a signal. dedup is used as the dedup key when
+// the payload has no event_id; now stands in for a missing timestamp.
+func (p *Payload) Signal(dedup string, now time.Time) (events.Signal, error) {
+	s := events.Signal{
+		Source: Source, CallID: strings.TrimSpace(p.CallID), LegID: p.LegID, LinkedCallID: p.LinkedCallID,
+		Extension: strings.TrimSpace(p.Extension), State: events.State(strings.ToLower(strings.TrimSpace(p.Event))),
+		Direction: events.Direction(strings.ToLower(strings.TrimSpace(p.Direction))), Cause: p.Cause,
+		DedupKey: dedup, Time: now.UTC(),
+	}
+	switch {
+	case s.CallID == "":
+		return s, &FieldError{"call_id", "is required"}
+	case len(s.CallID) > 256:
+		return s, &FieldError{"call_id", "is longer than 256 characters"}
+	case p.Event == "":
+		return s, &FieldError{"event", "is required (ringing, answered, transferred or ended)"}
+	case !s.State.Valid():
+		return s, &FieldError{"event", fmt.Sprintf("%q is not one of ringing, answered, transferred, ended", p.Event)}
+	case s.Direction == "":
+		s.Direction = events.Inbound
+	case !s.Direction.Valid():
+		return s, &FieldError{"direction", fmt.Sprintf("%q is not inbound or outbound", p.Direction)}
+	}
+	if s.State == events.Transferred && s.Extension == "" {
+		return s, &FieldError{"extension", "is required for transferred (the extension the call went to)"}
+	}
+	if p.Timestamp != "" {
+		t, err := time.Parse(time.RFC3339Nano, p.Timestamp)
+		if err != nil {
+			return s, &FieldError{"timestamp", "is not an RFC 3339 time like 2026-11-21T10:00:00Z"}
+		}
+		s.Time = t.UTC()
+	}
+	if s.Direction == events.Outbound {
+		s.Remote, s.Dialled = p.To, p.From
+	} else {
+		s.Remote, s.Dialled = p.From, p.To
+	}
+	if p.EventID != "" {
+		s.DedupKey = "id:" + p.EventID
+	}
+	return s, nil
+}
+
+// Generic is the handler of /v1/webhooks/generic. It answers 202 only after
+// the signal is journaled.
+type Generic struct {
+	Journal Journal
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now
+	if g.Now != nil {
+		now = g.Now
+	}
+	log := g.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var p Payload
+	var dedup string
+	switch r.Method {
+	case http.MethodGet:
+		q := r.URL.Query()
+		p = Payload{
+			CallID: q.Get("call_id"), Event: q.Get("event"), Direction: q.Get("direction"),
+			From: q.Get("from"), To: q.Get("to"), Extension: q.Get("extension"), Timestamp: q.Get("timestamp"),
+			EventID: q.Get("event_id"), LegID: q.Get("leg_id"), LinkedCallID: q.Get("linked_call_id"), Cause: q.Get("cause"),
+		}
+		dedup = hashOf(canonicalQuery(q))
+	default:
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			WriteError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			WriteError(w, http.StatusBadRequest, "could not read the body")
+			return
+		}
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			WriteError(w, http.StatusBadRequest, "body is not a valid webhook payload: "+jsonProblem(err))
+			return
+		}
+		if dec.More() {
+			WriteError(w, http.StatusBadRequest, "body holds more than one JSON value")
+			return
+		}
+		dedup = hashOf(string(body))
+	}
+	s, err := p.Signal(dedup, now())
+	if err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fe.Error(), "field": fe.Field})
+			return
+		}
+		WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := g.Journal.PublishSignal(r.Context(), s); err != nil {
+		log.Error("webhook: journal unavailable", "source", Source, "call_id", s.CallID, "err", err)
+		WriteError(w, http.StatusServiceUnavailable, "journal unavailable; retry later")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+func hashOf(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(h[:16])
+}
+
+func canonicalQuery(q url.Values) string {
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		for _, v := range q[k] {
+			b.WriteString(k + "=" + v + "&")
+		}
+	}
+	return b.String()
+}
+
+// jsonProblem makes a decoder error readable and names the field when it can.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %s must be a %s", te.Field, te.Type)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	}
+	if errors.Is(err, io.EOF) {
+		return "empty body"
+	}
+	if msg, ok := strings.CutPrefix(err.Error(), "json: "); ok {
+		return msg
+	}
+	return err.Error()
+}
