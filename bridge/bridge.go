@@ -258,4 +258,3 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	return b.Run(ctx)
 }
-
