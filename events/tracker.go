@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,8 +38,8 @@ type Tracker struct {
 	o       TrackerOptions
 	log     *slog.Logger
 	m       *machine
-	applied uint64 // last stream sequence folded in
-	saved   uint64 // last checkpoint written
+	applied atomic.Uint64 // last stream sequence folded in
+	saved   uint64        // last checkpoint written
 }
 
 // NewTracker loads the persisted calls and checkpoint from the journal.
@@ -72,8 +73,9 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 			return nil, fmt.Errorf("tracker: load %s: %w", k, err)
 		}
 		if k == checkpointKey {
-			t.applied, _ = strconv.ParseUint(string(e.Value()), 10, 64)
-			t.saved = t.applied
+			n, _ := strconv.ParseUint(string(e.Value()), 10, 64)
+			t.applied.Store(n)
+			t.saved = n
 			continue
 		}
 		var c call
@@ -84,17 +86,20 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 		n++
 	}
 	if n > 0 {
-		t.log.Info("tracker restored calls", "calls", n, "checkpoint", t.applied)
+		t.log.Info("tracker restored calls", "calls", n, "checkpoint", t.applied.Load())
 	}
 	return t, nil
 }
+
+// Applied returns the stream sequence of the last signal folded in.
+func (t *Tracker) Applied() uint64 { return t.applied.Load() }
 
 // Run folds signals until ctx is cancelled. It returns nil on cancellation
 // and an error when the journal fails for good.
 func (t *Tracker) Run(ctx context.Context) error {
 	cons, err := t.o.Journal.js.OrderedConsumer(ctx, SignalsStream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   t.applied + 1,
+		OptStartSeq:   t.applied.Load() + 1,
 	})
 	if err != nil {
 		return fmt.Errorf("tracker: consumer: %w", err)
@@ -164,7 +169,7 @@ func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg) error {
 		// foreign writer. Skip it, loudly, rather than stop the tracker.
 		t.log.Error("tracker: skipping unreadable signal", "seq", seq, "err", err)
 		t.o.Metrics.signals.WithLabelValues("unknown", "unreadable").Inc()
-		t.applied = seq
+		t.applied.Store(seq)
 		return nil
 	}
 	r := t.m.apply(s, seq, t.o.Now())
@@ -175,8 +180,8 @@ func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := t.commit(ctx, r); err != nil {
 		return err
 	}
-	t.applied = seq
-	if t.applied-t.saved >= 100 {
+	t.applied.Store(seq)
+	if seq-t.saved >= 100 {
 		t.checkpoint(ctx)
 	}
 	return nil
@@ -216,14 +221,15 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 }
 
 func (t *Tracker) checkpoint(ctx context.Context) {
-	if t.applied == t.saved {
+	n := t.applied.Load()
+	if n == t.saved {
 		return
 	}
-	if _, err := t.o.Journal.calls.Put(ctx, checkpointKey, []byte(strconv.FormatUint(t.applied, 10))); err != nil {
+	if _, err := t.o.Journal.calls.Put(ctx, checkpointKey, []byte(strconv.FormatUint(n, 10))); err != nil {
 		t.log.Warn("tracker: checkpoint", "err", err)
 		return
 	}
-	t.saved = t.applied
+	t.saved = n
 }
 
 // retry runs f until it succeeds or ctx ends, backing off up to 5s: the
