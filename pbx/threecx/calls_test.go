@@ -1,0 +1,277 @@
+package threecx_test
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/pbx/threecx/threecxtest"
+)
+
+// TestCalls plays whole calls from testdata/threecx/calls on the fake PBX and
+// checks that the source journals exactly the signals of each call.
+func TestCalls(t *testing.T) {
+	R, A, E := events.Ringing, events.Answered, events.Ended
+	tests := []struct {
+		script string
+		want   []events.Signal
+	}{{
+		script: "answered_inbound",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8106", "150", E),
+		},
+	}, {
+		script: "missed_inbound",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8107", "151", R),
+			sig("1264", "8106", "150", E),
+			sig("1264", "8107", "151", E),
+		},
+	}, {
+		// The new leg on 151 rings before 150's leg ends, so the call never
+		// looks finished; 151's answer on the same callid is the transfer.
+		script: "blind_transfer",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8108", "151", R),
+			sig("1264", "8106", "150", E),
+			sig("1264", "8108", "151", A),
+			sig("1264", "8108", "151", E),
+		},
+	}, {
+		// The consultation between 150 and 151 (callid 1270) is internal and
+		// makes no signals.
+		script: "attended_transfer",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8112", "151", A),
+			sig("1264", "8106", "150", E),
+			sig("1264", "8112", "151", E),
+		},
+	}, {
+		script: "attended_transfer_consult_callid",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1270", "8111", "151", A, linked("1264")),
+			sig("1264", "8106", "150", E),
+			sig("1270", "8111", "151", E, linked("1264")),
+		},
+	}, {
+		script: "outbound",
+		want: []events.Signal{
+			sig("1265", "8107", "150", R, outbound),
+			sig("1265", "8107", "150", A, outbound),
+			sig("1265", "8107", "150", E, outbound),
+		},
+	}, {
+		// Connected on the queue is not an answer and the queue leg has no
+		// extension; the losing ring leg on 151 just ends.
+		script: "queue_answered",
+		want: []events.Signal{
+			sig("1300", "8120", "", R),
+			sig("1300", "8121", "150", R),
+			sig("1300", "8122", "151", R),
+			sig("1300", "8121", "150", A),
+			sig("1300", "8122", "151", E),
+			sig("1300", "8120", "", E),
+			sig("1300", "8121", "150", E),
+		},
+	}, {
+		// The Remove is never delivered; the snapshot after reconnecting no
+		// longer lists the participant, so the call still ends.
+		script: "drop_during_call",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8106", "150", E, gone),
+		},
+	}, {
+		// The snapshot shows 151's new leg; its answer must be journaled
+		// before 150's end, or the call would look finished.
+		script: "transfer_while_disconnected",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8108", "151", A),
+			sig("1264", "8106", "150", E, gone),
+			sig("1264", "8108", "151", E),
+		},
+	}, {
+		script: "sequence_gap",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1266", "8130", "151", R, remote("0612345678")),
+			sig("1264", "8106", "150", E),
+			sig("1266", "8130", "151", E, remote("0612345678")),
+		},
+	}, {
+		script: "duplicates_reordered",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8107", "151", R),
+			sig("1264", "8107", "151", E),
+			sig("1264", "8106", "150", E),
+		},
+	}, {
+		script: "token_expiry",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8106", "150", E),
+		},
+	}, {
+		script: "garbage",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", A),
+			sig("1264", "8106", "150", E),
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.script, func(t *testing.T) {
+			sc := loadScript(t, tt.script)
+			synctest.Test(t, func(t *testing.T) {
+				h := startHarness(t, setup{dns: sc.DNs})
+				h.play(sc)
+				h.stop()
+				checkSignals(t, h.journal.all(), tt.want)
+			})
+		})
+	}
+}
+
+// TestSequenceGapTakesSnapshot checks that the gap, and only the gap, made
+// the source take a second snapshot on the same connection.
+func TestSequenceGapTakesSnapshot(t *testing.T) {
+	sc := loadScript(t, "sequence_gap")
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, setup{dns: sc.DNs})
+		h.play(sc)
+		if got := h.counter("voipbridge_threecx_snapshots_total", "reason", "sequence_gap"); got != 1 {
+			t.Errorf("snapshots after a sequence gap = %v, want 1", got)
+		}
+		if got := h.srv.Stats(); got.Snapshots != 2 || got.Connections != 1 {
+			t.Errorf("fake saw %d snapshots on %d connections, want 2 on 1", got.Snapshots, got.Connections)
+		}
+		h.stop()
+	})
+}
+
+// TestDropReconnects checks that a dropped socket is replaced, with a new
+// snapshot, and that the metrics say so.
+func TestDropReconnects(t *testing.T) {
+	sc := loadScript(t, "drop_during_call")
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, setup{dns: sc.DNs})
+		if !h.src.Connected() || h.counter("voipbridge_threecx_connected") != 1 {
+			t.Fatal("source is not connected after start")
+		}
+		h.play(sc)
+		st := h.srv.Stats()
+		if st.Connections != 2 || st.Snapshots != 2 {
+			t.Errorf("fake saw %d connections and %d snapshots, want 2 and 2", st.Connections, st.Snapshots)
+		}
+		if got := h.counter("voipbridge_threecx_reconnects_total"); got < 1 {
+			t.Errorf("reconnects = %v, want at least 1", got)
+		}
+		if !h.src.Connected() || h.counter("voipbridge_threecx_connected") != 1 {
+			t.Error("source is not connected again after the PBX came back")
+		}
+		h.stop()
+		if h.src.Connected() || h.counter("voipbridge_threecx_connected") != 0 {
+			t.Error("source still says connected after Run returned")
+		}
+	})
+}
+
+// TestTokenExpiry checks that a revoked token is replaced after one 401 and
+// that the message that met the 401 still made its signal (TestCalls checks
+// the signals of the same script).
+func TestTokenExpiry(t *testing.T) {
+	sc := loadScript(t, "token_expiry")
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, setup{dns: sc.DNs})
+		h.play(sc)
+		st := h.srv.Stats()
+		if st.TokensIssued != 2 {
+			t.Errorf("tokens issued = %d, want 2 (the first and one after the 401)", st.TokensIssued)
+		}
+		if st.Unauthorized != 1 {
+			t.Errorf("401 answers = %d, want 1", st.Unauthorized)
+		}
+		if st.Connections != 1 {
+			t.Errorf("connections = %d, want 1: a token renewal must not cost the socket", st.Connections)
+		}
+		h.stop()
+		if got := len(h.journal.all()); got != 3 {
+			t.Errorf("%d signals, want 3", got)
+		}
+	})
+}
+
+// TestTokenRenewedBeforeExpiry checks that the source renews its token before
+// the PBX would refuse it, so that no request meets a 401.
+func TestTokenRenewedBeforeExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, setup{fake: threecxtest.Options{
+			ClientID: testClientID, ClientSecret: testSecret, TokenTTL: 10 * time.Minute,
+		}})
+		// One call state change every 2 fake minutes for 30 minutes: three
+		// token lifetimes.
+		for i := range 15 {
+			status := "Ringing"
+			if i%2 == 1 {
+				status = "Connected"
+			}
+			if err := h.srv.Upsert(map[string]any{
+				"dn": "150", "id": 9000 + i/2, "callid": 2000 + i/2, "status": status,
+				"party_dn_type": "Wexternalline", "party_caller_id": "0612345678",
+			}, threecxtest.Send); err != nil {
+				t.Fatal(err)
+			}
+			h.settle()
+		}
+		st := h.srv.Stats()
+		if st.Unauthorized != 0 {
+			t.Errorf("%d requests met a 401; the token should have been renewed before it expired", st.Unauthorized)
+		}
+		if st.TokensIssued < 3 {
+			t.Errorf("tokens issued = %d over three lifetimes, want at least 3", st.TokensIssued)
+		}
+		h.stop()
+		if got := len(h.journal.all()); got != 15 {
+			t.Errorf("%d signals, want 15 (8 ringing, 7 answered)", got)
+		}
+	})
+}
+
+// TestGarbageIsCountedAndDropped checks the drop counters and that bad
+// messages do not cost the connection.
+func TestGarbageIsCountedAndDropped(t *testing.T) {
+	sc := loadScript(t, "garbage")
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, setup{dns: sc.DNs})
+		h.play(sc)
+		for _, reason := range []string{"json", "no_entity", "unknown_type", "bad_entity"} {
+			if got := h.counter("voipbridge_threecx_messages_dropped_total", "reason", reason); got != 1 {
+				t.Errorf("dropped{reason=%q} = %v, want 1", reason, got)
+			}
+		}
+		if got := h.counter("voipbridge_threecx_messages_received_total", "type", "dtmf"); got != 1 {
+			t.Errorf("received{type=dtmf} = %v, want 1", got)
+		}
+		if got := h.srv.Stats().Connections; got != 1 {
+			t.Errorf("connections = %d, want 1: bad messages must not cost the socket", got)
+		}
+		h.stop()
+	})
+}

@@ -1,0 +1,20 @@
+// Package threecx follows calls on a 3CX V20 PBX through its Call Control API
+// and reports every participant's progress as an events.Signal.
+//
+// The bridge is a client of the PBX: it takes an OAuth2 client-credentials
+// token from POST /connect/token, reads a full GET /callcontrol snapshot, and
+// then follows the /callcontrol/ws WebSocket. A WebSocket message carries only
+// the path of the entity that changed, so every upsert is answered with a GET
+// of that path. 3CX does not replay what a client missed, so every (re)connect
+// and every gap in the message sequence is answered with a new snapshot that is
+// diffed against the last known state: a participant that disappeared in the
+// meantime still gets its end.
+//
+// One 3CX participant is one leg of a call (Signal.LegID is the participant id,
+// Signal.CallID the PBX-wide callid). Only a participant in status Connected on
+// an agent extension is an answer; Dialing and Ringing are ringing, and
+// participants on queues, IVRs, route points and other non-extension DNs are
+// reported with an empty Extension so that they keep the call alive without
+// answering it. The source never decides what is a helpdesk event: the tracker
+// does.
+package threecx

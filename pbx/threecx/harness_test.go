@@ -1,0 +1,254 @@
+package threecx_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/pbx/threecx"
+	"github.com/voipbridge/voipbridge/pbx/threecx/threecxtest"
+)
+
+// recordingJournal keeps every signal it is given. fail, when set, decides
+// per signal whether the publish fails.
+type recordingJournal struct {
+	mu      sync.Mutex
+	signals []events.Signal
+	fail    func(events.Signal) error
+}
+
+func (j *recordingJournal) PublishSignal(_ context.Context, s events.Signal) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.fail != nil {
+		if err := j.fail(s); err != nil {
+			return err
+		}
+	}
+	j.signals = append(j.signals, s)
+	return nil
+}
+
+func (j *recordingJournal) all() []events.Signal {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.signals)
+}
+
+// syncBuffer is a log sink that tests can read while the source writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+const (
+	testClientID = "bridge"
+	testSecret   = "s3cr3t-api-key"
+)
+
+// harness runs a Source against a fake 3CX on the in-memory network. Use it
+// inside a synctest bubble.
+type harness struct {
+	t       *testing.T
+	srv     *threecxtest.Server
+	src     *threecx.Source
+	journal *recordingJournal
+	reg     *prometheus.Registry
+	logs    *syncBuffer
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+type setup struct {
+	fake   threecxtest.Options
+	config func(*threecx.Config)
+	dns    []threecxtest.DN
+}
+
+func startHarness(t *testing.T, s setup) *harness {
+	t.Helper()
+	if s.fake.ClientSecret == "" {
+		s.fake.ClientID, s.fake.ClientSecret = testClientID, testSecret
+	}
+	srv := threecxtest.New(s.fake)
+	for _, d := range s.dns {
+		srv.SetDN(d.DN, d.Type)
+	}
+	base, client := srv.StartMemory()
+	cfg := threecx.Config{URL: base, ClientID: testClientID, ClientSecret: testSecret}
+	if s.config != nil {
+		s.config(&cfg)
+	}
+	h := &harness{
+		t:       t,
+		srv:     srv,
+		journal: &recordingJournal{},
+		reg:     prometheus.NewRegistry(),
+		logs:    &syncBuffer{},
+		done:    make(chan error, 1),
+	}
+	src, err := threecx.New(threecx.Options{
+		Config:     cfg,
+		Journal:    h.journal,
+		Logger:     slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registerer: h.reg,
+		HTTPClient: client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.src = src
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- src.Run(ctx) }()
+	synctest.Wait()
+	return h
+}
+
+// settle lets a couple of fake minutes pass (enough for any reconnect
+// backoff) and waits until the source has done everything it can.
+func (h *harness) settle() {
+	time.Sleep(2 * time.Minute)
+	synctest.Wait()
+}
+
+// play performs the steps of a script, settling after each.
+func (h *harness) play(sc *threecxtest.Script) {
+	h.t.Helper()
+	if err := h.srv.Play(sc, func(int, threecxtest.Step) { h.settle() }); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// stop ends the source and the fake, and checks that no secret was logged.
+func (h *harness) stop() {
+	h.t.Helper()
+	h.cancel()
+	if err := <-h.done; err != nil {
+		h.t.Errorf("Run returned %v, want nil after cancel", err)
+	}
+	h.srv.Close()
+	if logs := h.logs.String(); bytesContains(logs, testSecret) || bytesContains(logs, "fake-token-") {
+		h.t.Errorf("the log contains the secret or a token:\n%s", logs)
+	}
+}
+
+func bytesContains(s, sub string) bool { return bytes.Contains([]byte(s), []byte(sub)) }
+
+func (h *harness) counter(name string, labels ...string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metric
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+func loadScript(t *testing.T, name string) *threecxtest.Script {
+	t.Helper()
+	sc, err := threecxtest.LoadScript(filepath.Join("..", "..", "testdata", "threecx", "calls", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// sig builds an expected signal of the inbound customer 0123456789 on DID
+// 0301234567 (the scripts' default); options change the rest.
+func sig(call, leg, ext string, st events.State, opts ...func(*events.Signal)) events.Signal {
+	s := events.Signal{
+		Source:    "threecx",
+		CallID:    call,
+		LegID:     leg,
+		Extension: ext,
+		Remote:    "0123456789",
+		Dialled:   "0301234567",
+		Direction: events.Inbound,
+		State:     st,
+		DedupKey:  "threecx:" + call + ":" + leg + ":" + string(st),
+	}
+	if st == events.Ended {
+		s.Cause = threecx.CauseRemoved
+	}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s
+}
+
+func outbound(s *events.Signal) { s.Direction, s.Dialled = events.Outbound, "" }
+func gone(s *events.Signal)     { s.Cause = threecx.CauseGone }
+func linked(id string) func(*events.Signal) {
+	return func(s *events.Signal) { s.LinkedCallID = id }
+}
+func remote(n string) func(*events.Signal) {
+	return func(s *events.Signal) { s.Remote = n }
+}
+
+// checkSignals compares signals, ignoring Time but requiring it to be set.
+func checkSignals(t *testing.T, got, want []events.Signal) {
+	t.Helper()
+	for _, s := range got {
+		if s.Time.IsZero() {
+			t.Errorf("signal %s has no time", s.DedupKey)
+		}
+	}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(events.Signal{}, "Time"), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("signals (-want +got):\n%s", diff)
+	}
+}
+
+var errJournalDown = errors.New("journal down")
+
+// Compile-time check that the recording journal fits the seam.
+var _ threecx.Journal = (*recordingJournal)(nil)

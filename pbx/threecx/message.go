@@ -1,0 +1,354 @@
+package threecx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// EventType is the kind of change a Call Control WebSocket message reports.
+type EventType int
+
+// The event types of the 3CX V20 Call Control WebSocket (the official samples'
+// EventType enum: Upset, Remove, DTMFstring, PromptPlaybackFinished, Response).
+const (
+	EventUpsert                 EventType = 0
+	EventRemove                 EventType = 1
+	EventDTMF                   EventType = 2
+	EventPromptPlaybackFinished EventType = 3
+	EventResponse               EventType = 4
+)
+
+// String returns the metric label of the event type.
+func (t EventType) String() string {
+	switch t {
+	case EventUpsert:
+		return "upsert"
+	case EventRemove:
+		return "remove"
+	case EventDTMF:
+		return "dtmf"
+	case EventPromptPlaybackFinished:
+		return "prompt_finished"
+	case EventResponse:
+		return "response"
+	}
+	return "unknown"
+}
+
+// UnmarshalJSON accepts the numeric event type 3CX sends and, for robustness,
+// the enum's names as strings.
+func (t *EventType) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		switch strings.ToLower(s) {
+		case "upset", "upsert":
+			*t = EventUpsert
+		case "remove":
+			*t = EventRemove
+		case "dtmfstring", "dtmf":
+			*t = EventDTMF
+		case "promptplaybackfinished":
+			*t = EventPromptPlaybackFinished
+		case "response":
+			*t = EventResponse
+		default:
+			if n, err := strconv.Atoi(s); err == nil {
+				*t = EventType(n)
+				return nil
+			}
+			return fmt.Errorf("unknown event_type %q", s)
+		}
+		return nil
+	}
+	var n int
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("event_type: %w", err)
+	}
+	*t = EventType(n)
+	return nil
+}
+
+// Message is one decoded Call Control WebSocket message.
+type Message struct {
+	// Sequence is the server's message counter; valid only when HasSequence.
+	Sequence int64
+	// HasSequence reports whether the message carried a sequence number.
+	HasSequence bool
+	// Type is what happened to the entity.
+	Type EventType
+	// Entity is the path of the entity that changed, e.g.
+	// "/callcontrol/150/participants/8106".
+	Entity string
+}
+
+// Reasons a message or entity is dropped; they are the reason label of the
+// drop counter.
+const (
+	reasonJSON        = "json"
+	reasonNoEvent     = "no_event"
+	reasonNoEntity    = "no_entity"
+	reasonUnknownType = "unknown_type"
+	reasonBadEntity   = "bad_entity"
+	reasonParticipant = "bad_participant"
+	reasonSnapshot    = "bad_snapshot"
+)
+
+// DecodeError is a message or payload the source could not use. Reason is a
+// short stable label (the metric's reason label); the error never contains
+// the payload.
+type DecodeError struct {
+	Reason string
+	Err    error
+}
+
+func (e *DecodeError) Error() string {
+	if e.Err == nil {
+		return "3cx: " + e.Reason
+	}
+	return "3cx: " + e.Reason + ": " + e.Err.Error()
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+func decodeErr(reason string, err error) error { return &DecodeError{Reason: reason, Err: err} }
+
+// DecodeMessage decodes one WebSocket message. It returns a *DecodeError for
+// anything that is not a usable message; upserts and removes always carry an
+// entity path. Message types it does not know are returned with their type so
+// that the caller can count and skip them.
+func DecodeMessage(data []byte) (Message, error) {
+	var wire struct {
+		Sequence *json.Number `json:"sequence"`
+		Event    *struct {
+			Type   *EventType `json:"event_type"`
+			Entity string     `json:"entity"`
+		} `json:"event"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&wire); err != nil {
+		return Message{}, decodeErr(reasonJSON, err)
+	}
+	if dec.More() {
+		return Message{}, decodeErr(reasonJSON, errors.New("trailing data after message"))
+	}
+	if wire.Event == nil || wire.Event.Type == nil {
+		return Message{}, decodeErr(reasonNoEvent, nil)
+	}
+	m := Message{Type: *wire.Event.Type, Entity: wire.Event.Entity}
+	if wire.Sequence != nil {
+		n, err := wire.Sequence.Int64()
+		if err != nil {
+			return Message{}, decodeErr(reasonJSON, fmt.Errorf("sequence: %w", err))
+		}
+		m.Sequence, m.HasSequence = n, true
+	}
+	switch m.Type {
+	case EventUpsert, EventRemove:
+		if m.Entity == "" {
+			return Message{}, decodeErr(reasonNoEntity, nil)
+		}
+	case EventDTMF, EventPromptPlaybackFinished, EventResponse:
+	default:
+		return m, decodeErr(reasonUnknownType, fmt.Errorf("event_type %d", int(m.Type)))
+	}
+	return m, nil
+}
+
+// ID is a 3CX identifier (participant id, callid, legid). 3CX sends numbers;
+// strings are accepted too. The zero ID is empty.
+type ID string
+
+// UnmarshalJSON accepts a JSON integer or string.
+func (id *ID) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*id = ""
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*id = ID(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	if _, err := n.Int64(); err != nil {
+		return fmt.Errorf("id %q is not an integer", n.String())
+	}
+	*id = ID(n.String())
+	return nil
+}
+
+// Participant is one party of a call on a monitored DN, as GET
+// /callcontrol/{dn}/participants/{id} returns it. Field meanings follow the
+// payloads captured on 3CX V20 (see the fixtures in testdata/threecx).
+type Participant struct {
+	ID               ID     `json:"id"`
+	Status           string `json:"status"`
+	DN               string `json:"dn"`
+	PartyCallerName  string `json:"party_caller_name"`
+	PartyDN          string `json:"party_dn"`
+	PartyCallerID    string `json:"party_caller_id"`
+	PartyDID         string `json:"party_did"`
+	DeviceID         string `json:"device_id"`
+	PartyDNType      string `json:"party_dn_type"`
+	DirectControl    bool   `json:"direct_control"`
+	OriginatedByDN   string `json:"originated_by_dn"`
+	OriginatedByType string `json:"originated_by_type"`
+	ReferredByDN     string `json:"referred_by_dn"`
+	ReferredByType   string `json:"referred_by_type"`
+	OnBehalfOfDN     string `json:"on_behalf_of_dn"`
+	OnBehalfOfType   string `json:"on_behalf_of_type"`
+	CallID           ID     `json:"callid"`
+	LegID            ID     `json:"legid"`
+}
+
+// Participant statuses seen on 3CX V20.
+const (
+	StatusDialing   = "Dialing"
+	StatusRinging   = "Ringing"
+	StatusConnected = "Connected"
+)
+
+// DN types seen on 3CX V20. Only an extension is an agent.
+const (
+	TypeExtension    = "Wextension"
+	TypeExternalLine = "Wexternalline"
+	TypeQueue        = "Wqueue"
+	TypeIVR          = "Wivr"
+	TypeRoutePoint   = "Wroutepoint"
+	TypeRingGroup    = "Wringgroup"
+)
+
+// DecodeParticipant decodes one participant object. dn is the DN from the
+// entity path; it fills a missing dn field and must match a present one.
+func DecodeParticipant(data []byte, dn string) (Participant, error) {
+	var p Participant
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Participant{}, decodeErr(reasonParticipant, err)
+	}
+	if p.DN == "" {
+		p.DN = dn
+	}
+	if err := p.validate(); err != nil {
+		return Participant{}, err
+	}
+	if dn != "" && p.DN != dn {
+		return Participant{}, decodeErr(reasonParticipant, fmt.Errorf("dn %q does not match the entity's dn", p.DN))
+	}
+	return p, nil
+}
+
+func (p *Participant) validate() error {
+	switch {
+	case p.ID == "":
+		return decodeErr(reasonParticipant, errors.New("no id"))
+	case p.CallID == "":
+		return decodeErr(reasonParticipant, errors.New("no callid"))
+	case p.DN == "":
+		return decodeErr(reasonParticipant, errors.New("no dn"))
+	case !validSegment(p.DN) || !validSegment(string(p.ID)):
+		return decodeErr(reasonParticipant, errors.New("dn or id is not a path segment"))
+	}
+	return nil
+}
+
+// DNInfo is one monitored DN in a GET /callcontrol snapshot.
+type DNInfo struct {
+	DN           string        `json:"dn"`
+	Type         string        `json:"type"`
+	Participants []Participant `json:"participants"`
+}
+
+// DecodeSnapshot decodes the answer of GET /callcontrol. A participant that
+// is unusable is left out and counted in dropped; the rest of the snapshot
+// stands.
+func DecodeSnapshot(data []byte) (dns []DNInfo, dropped int, err error) {
+	var wire []struct {
+		DN           string            `json:"dn"`
+		Type         string            `json:"type"`
+		Participants []json.RawMessage `json:"participants"`
+	}
+	if err := json.Unmarshal(data, &wire); err != nil {
+		return nil, 0, decodeErr(reasonSnapshot, err)
+	}
+	for _, w := range wire {
+		if !validSegment(w.DN) {
+			dropped += len(w.Participants)
+			continue
+		}
+		d := DNInfo{DN: w.DN, Type: w.Type}
+		for _, raw := range w.Participants {
+			p, err := DecodeParticipant(raw, w.DN)
+			if err != nil {
+				dropped++
+				continue
+			}
+			d.Participants = append(d.Participants, p)
+		}
+		dns = append(dns, d)
+	}
+	return dns, dropped, nil
+}
+
+// decodeDNInfo decodes the answer of GET /callcontrol/{dn}; only the type is used.
+func decodeDNInfo(data []byte) (DNInfo, error) {
+	var d struct {
+		DN   string `json:"dn"`
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return DNInfo{}, decodeErr(reasonSnapshot, err)
+	}
+	return DNInfo{DN: d.DN, Type: d.Type}, nil
+}
+
+// ParticipantPath returns the entity path of a participant.
+func ParticipantPath(dn string, id ID) string {
+	return "/callcontrol/" + dn + "/participants/" + string(id)
+}
+
+// ParseEntity splits a participant entity path "/callcontrol/{dn}/participants/{id}".
+// ok is false for any other entity (a DN, a device) and for paths that are
+// not plain segments, so that an entity can never make the client request
+// something outside /callcontrol.
+func ParseEntity(entity string) (dn string, id ID, ok bool) {
+	rest, found := strings.CutPrefix(entity, "/callcontrol/")
+	if !found {
+		return "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || parts[1] != "participants" || !validSegment(parts[0]) || !validSegment(parts[2]) {
+		return "", "", false
+	}
+	return parts[0], ID(parts[2]), true
+}
+
+// validSegment reports whether s can be used as one path segment as is: DNs
+// and ids are short strings of letters, digits and a few punctuation marks.
+func validSegment(s string) bool {
+	if s == "" || len(s) > 64 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case r == '-', r == '_', r == '.', r == '+', r == '*':
+		default:
+			return false
+		}
+	}
+	return true
+}

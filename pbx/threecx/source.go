@@ -1,0 +1,497 @@
+package threecx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/voipbridge/voipbridge/events"
+)
+
+// Journal stores signals durably. PublishSignal returns nil only once the
+// signal is journaled; the source reads no further message before that.
+type Journal interface {
+	PublishSignal(ctx context.Context, s events.Signal) error
+}
+
+// Config is the 3CX part of the bridge's environment.
+type Config struct {
+	// URL is the PBX's base URL, e.g. https://pbx.example.com (THREECX_URL).
+	URL string `env:"THREECX_URL"`
+	// ClientID is the Client ID (a route point DN) of the API integration
+	// created under Admin Console → Integrations → API (THREECX_CLIENT_ID).
+	ClientID string `env:"THREECX_CLIENT_ID"`
+	// ClientSecret is the integration's API key (THREECX_CLIENT_SECRET).
+	ClientSecret string `env:"THREECX_CLIENT_SECRET"`
+	// QueueDNs lists DNs whose participants are never agents, in addition to
+	// the DNs the API itself reports as queues, IVRs, route points or ring
+	// groups (THREECX_QUEUE_DNS, comma-separated). Needed only for DNs the
+	// API shows without a type.
+	QueueDNs []string `env:"THREECX_QUEUE_DNS" envSeparator:","`
+}
+
+// Enabled reports whether the 3CX source is configured at all.
+func (c Config) Enabled() bool { return c.URL != "" }
+
+// Validate reports the first setting that keeps the source from starting.
+// Its errors never contain the secret.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		return errors.New("THREECX_URL is empty")
+	case err != nil:
+		return errors.New("THREECX_URL is not a URL")
+	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
+		return errors.New("THREECX_URL must be an http or https URL with a host")
+	case u.User != nil || u.RawQuery != "":
+		return errors.New("THREECX_URL must not carry credentials or a query")
+	case c.ClientID == "":
+		return errors.New("THREECX_CLIENT_ID is empty")
+	case c.ClientSecret == "":
+		return errors.New("THREECX_CLIENT_SECRET is empty")
+	}
+	return nil
+}
+
+// LogValue shows the configuration without its secret.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("url", c.URL),
+		slog.String("client_id", c.ClientID),
+		slog.Bool("client_secret_set", c.ClientSecret != ""),
+		slog.Any("queue_dns", c.QueueDNs),
+	)
+}
+
+// Options is what a Source needs. Config and Journal are required.
+type Options struct {
+	Config  Config
+	Journal Journal
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the source's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// HTTPClient is used for REST, token and WebSocket requests; it defaults
+	// to a client with a fresh http.Transport. Its Timeout should be zero:
+	// every request gets RequestTimeout.
+	HTTPClient *http.Client
+	// RequestTimeout bounds one REST request or WebSocket handshake (default 15s).
+	RequestTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnects (default
+	// 1s and 1m); the wait doubles per failed attempt, with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	// PingInterval is how often the WebSocket is pinged to notice a dead
+	// connection (default 30s).
+	PingInterval time.Duration
+}
+
+// Source follows one 3CX PBX and journals a signal for every change of a
+// participant. Create it with New and start it with Run.
+type Source struct {
+	log       *slog.Logger
+	journal   Journal
+	api       *api
+	m         *metrics
+	book      *book
+	connected atomic.Bool
+
+	minBackoff, maxBackoff, ping time.Duration
+
+	// Per connection: the last sequence number seen.
+	lastSeq int64
+	haveSeq bool
+}
+
+// New checks the options and returns a Source that has not connected yet.
+func New(o Options) (*Source, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("threecx: %w", err)
+	}
+	if o.Journal == nil {
+		return nil, errors.New("threecx: no journal")
+	}
+	base, _ := url.Parse(strings.TrimRight(o.Config.URL, "/"))
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	client := o.HTTPClient
+	if client == nil {
+		client = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	timeout := cmpOr(o.RequestTimeout, 15*time.Second)
+	s := &Source{
+		log:        log.With("source", SourceName),
+		journal:    o.Journal,
+		m:          newMetrics(o.Registerer),
+		book:       newBook(o.Config.QueueDNs),
+		minBackoff: cmpOr(o.MinBackoff, time.Second),
+		maxBackoff: cmpOr(o.MaxBackoff, time.Minute),
+		ping:       cmpOr(o.PingInterval, 30*time.Second),
+	}
+	s.maxBackoff = max(s.maxBackoff, s.minBackoff)
+	tokenURL := *base
+	tokenURL.Path += "/connect/token"
+	s.api = &api{
+		base:    base,
+		client:  client,
+		timeout: timeout,
+		tokens: &tokenSource{
+			client:   client,
+			endpoint: tokenURL.String(),
+			id:       o.Config.ClientID,
+			secret:   o.Config.ClientSecret,
+			timeout:  timeout,
+			onFetch:  s.m.tokens.Inc,
+		},
+	}
+	return s, nil
+}
+
+// Connected reports whether the source is connected and in sync with the PBX
+// (the WebSocket is open and the snapshot after connecting was journaled).
+func (s *Source) Connected() bool { return s.connected.Load() }
+
+// Run follows the PBX until ctx is cancelled, reconnecting with capped
+// exponential backoff after every failure, and then returns nil. Every
+// (re)connect starts with a full snapshot, so calls that ended while the
+// bridge was not listening still get their end. A journal failure ends the
+// connection: what was not journaled is derived again from the snapshot of
+// the next one, never dropped.
+func (s *Source) Run(ctx context.Context) error {
+	failures := 0
+	lastErr := ""
+	for {
+		start := time.Now()
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// A connection that stayed up for a while resets the backoff; one
+		// that fails straight away keeps doubling it.
+		if s.sessionWasHealthy(start) {
+			failures = 0
+			lastErr = ""
+		}
+		failures++
+		if msg := errString(err); msg != lastErr {
+			if isAuth(err) {
+				s.log.Error("3CX refused the API credentials; check THREECX_CLIENT_ID and THREECX_CLIENT_SECRET", "err", err, "attempt", failures)
+			} else {
+				s.log.Warn("3CX call control connection lost", "err", err, "attempt", failures)
+			}
+			lastErr = msg
+		}
+		wait := s.backoff(failures)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		s.m.reconnects.Inc()
+	}
+}
+
+func (s *Source) sessionWasHealthy(start time.Time) bool {
+	return time.Since(start) >= s.maxBackoff
+}
+
+// backoff is the wait before attempt n (n ≥ 1): min·2^(n-1), capped, of which
+// a random half is taken off so that many bridges do not reconnect in step.
+func (s *Source) backoff(n int) time.Duration {
+	d := s.minBackoff
+	for i := 1; i < n && d < s.maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, s.maxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// session is one connection: WebSocket up, snapshot, then messages until
+// something fails.
+func (s *Source) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The socket goes up before the snapshot so that no change between the
+	// two is lost: whatever changes after the snapshot is queued on the socket.
+	conn, err := s.api.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(1 << 20)
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		s.keepalive(ctx, conn)
+	}()
+
+	s.haveSeq = false
+	if err := s.resync(ctx, "connect"); err != nil {
+		return err
+	}
+	s.setConnected(true)
+	defer s.setConnected(false)
+	s.log.Info("3CX call control connected")
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if err := s.handle(ctx, data); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Source) setConnected(up bool) {
+	s.connected.Store(up)
+	if up {
+		s.m.connected.Set(1)
+	} else {
+		s.m.connected.Set(0)
+	}
+}
+
+// keepalive pings the PBX so that a connection that died silently is noticed
+// and replaced; a failed ping closes the socket, which ends the read loop.
+func (s *Source) keepalive(ctx context.Context, conn *websocket.Conn) {
+	t := time.NewTicker(s.ping)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.ping)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Info("3CX call control ping failed", "err", err)
+				conn.CloseNow()
+			}
+			return
+		}
+	}
+}
+
+// handle processes one WebSocket message completely (journal included). It
+// returns an error only when the connection must be replaced.
+func (s *Source) handle(ctx context.Context, data []byte) error {
+	m, err := DecodeMessage(data)
+	if err != nil {
+		var de *DecodeError
+		reason := reasonJSON
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		if reason == reasonUnknownType {
+			s.m.received.WithLabelValues(m.Type.String()).Inc()
+		}
+		s.m.dropped.WithLabelValues(reason).Inc()
+		s.log.Warn("3CX message dropped", "reason", reason, "err", err)
+		return nil
+	}
+	s.m.received.WithLabelValues(m.Type.String()).Inc()
+	if gap, reset := s.checkSequence(m); gap || reset {
+		s.log.Info("3CX message sequence broken, taking a snapshot", "sequence", m.Sequence, "reset", reset)
+		if err := s.resync(ctx, "sequence_gap"); err != nil {
+			return err
+		}
+	}
+	switch m.Type {
+	case EventUpsert:
+		return s.upsert(ctx, m.Entity)
+	case EventRemove:
+		return s.remove(ctx, m.Entity)
+	}
+	return nil
+}
+
+// reorderWindow is how far a sequence number may go back before it counts as
+// the server restarting its counter rather than a late message.
+const reorderWindow = 64
+
+// checkSequence tracks the message sequence. gap: messages were skipped;
+// reset: the counter went back further than reordering explains. Late and
+// repeated messages are neither: they are processed, and since every upsert
+// is answered with the entity's current state they cannot undo anything.
+func (s *Source) checkSequence(m Message) (gap, reset bool) {
+	if !m.HasSequence {
+		return false, false
+	}
+	switch {
+	case !s.haveSeq:
+		s.lastSeq, s.haveSeq = m.Sequence, true
+	case m.Sequence > s.lastSeq+1:
+		gap = true
+		s.lastSeq = m.Sequence
+	case m.Sequence == s.lastSeq+1:
+		s.lastSeq = m.Sequence
+	case m.Sequence < s.lastSeq-reorderWindow:
+		reset = true
+		s.lastSeq = m.Sequence
+	}
+	return gap, reset
+}
+
+func (s *Source) upsert(ctx context.Context, entity string) error {
+	dn, id, ok := ParseEntity(entity)
+	if !ok {
+		// DN and device entities change too; only participants make signals.
+		if !strings.HasPrefix(entity, "/callcontrol/") {
+			s.m.dropped.WithLabelValues(reasonBadEntity).Inc()
+			s.log.Warn("3CX message dropped", "reason", reasonBadEntity)
+		}
+		return nil
+	}
+	path := ParticipantPath(dn, id)
+	if s.book.isGone(path) {
+		return nil
+	}
+	if !s.book.knowsDN(dn) {
+		s.learnDN(ctx, dn)
+	}
+	body, found, err := s.api.get(ctx, path)
+	if err != nil {
+		// The change cannot be read; rather than lose it, read everything.
+		s.log.Warn("3CX participant fetch failed, taking a snapshot", "err", err)
+		return s.resync(ctx, "fetch_failed")
+	}
+	now := time.Now()
+	if !found {
+		// Gone before we could look: a Remove is on its way or was missed.
+		if pd, ok := s.book.end(path, CauseGone, now); ok {
+			return s.emit(ctx, pd)
+		}
+		return nil
+	}
+	p, err := DecodeParticipant(body, dn)
+	if err == nil && p.ID != id {
+		err = decodeErr(reasonParticipant, errors.New("id does not match the entity"))
+	}
+	if err != nil {
+		s.m.dropped.WithLabelValues(reasonParticipant).Inc()
+		s.log.Warn("3CX participant dropped", "reason", reasonParticipant, "err", err)
+		return nil
+	}
+	if pd, ok := s.book.observe(path, p, now); ok {
+		return s.emit(ctx, pd)
+	}
+	return nil
+}
+
+func (s *Source) remove(ctx context.Context, entity string) error {
+	dn, id, ok := ParseEntity(entity)
+	if !ok {
+		return nil
+	}
+	if pd, ok := s.book.end(ParticipantPath(dn, id), CauseRemoved, time.Now()); ok {
+		return s.emit(ctx, pd)
+	}
+	return nil
+}
+
+// learnDN asks the PBX for the type of a DN first seen in a message (one
+// added to the integration after the last snapshot). On failure the DN's
+// participants count as agents unless configured otherwise.
+func (s *Source) learnDN(ctx context.Context, dn string) {
+	body, found, err := s.api.get(ctx, "/callcontrol/"+dn)
+	if err != nil || !found {
+		// Not asked again before the next snapshot, which lists every DN.
+		s.log.Info("3CX DN type unknown", "ext", dn, "err", err)
+		s.book.learnDN(dn, "")
+		return
+	}
+	d, err := decodeDNInfo(body)
+	if err != nil {
+		s.m.dropped.WithLabelValues(reasonSnapshot).Inc()
+		return
+	}
+	s.book.learnDN(dn, d.Type)
+}
+
+// resync takes a full snapshot and journals what it changes.
+func (s *Source) resync(ctx context.Context, reason string) error {
+	s.m.resyncs.WithLabelValues(reason).Inc()
+	body, found, err := s.api.get(ctx, "/callcontrol")
+	if err == nil && !found {
+		err = &statusError{"/callcontrol", http.StatusNotFound}
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	dns, dropped, err := DecodeSnapshot(body)
+	if err != nil {
+		s.m.dropped.WithLabelValues(reasonSnapshot).Inc()
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if dropped > 0 {
+		s.m.dropped.WithLabelValues(reasonParticipant).Add(float64(dropped))
+		s.log.Warn("3CX snapshot participants dropped", "reason", reasonParticipant, "count", dropped)
+	}
+	now := time.Now()
+	for _, st := range s.book.diff(dns, now) {
+		var pd pending
+		var ok bool
+		if st.p != nil {
+			pd, ok = s.book.observe(st.path, *st.p, now)
+		} else {
+			pd, ok = s.book.end(st.path, CauseGone, now)
+		}
+		if !ok {
+			continue
+		}
+		if err := s.emit(ctx, pd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publishTimeout bounds one journal write.
+const publishTimeout = 30 * time.Second
+
+// emit journals a signal and only then records it as sent.
+func (s *Source) emit(ctx context.Context, pd pending) error {
+	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	err := s.journal.PublishSignal(pctx, pd.sig)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	s.book.commit(pd, time.Now())
+	s.m.signals.WithLabelValues(string(pd.sig.State)).Inc()
+	s.log.Debug("3CX signal", "call_id", pd.sig.CallID, "ext", pd.sig.Extension, "event", pd.sig.State, "leg_id", pd.sig.LegID)
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}

@@ -1,0 +1,397 @@
+package threecx
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/voipbridge/voipbridge/events"
+)
+
+// SourceName is the Signal.Source of every signal this package produces.
+const SourceName = "threecx"
+
+// Causes of the ended signals this package produces.
+const (
+	// CauseRemoved: the PBX said the participant was removed.
+	CauseRemoved = "removed"
+	// CauseGone: the participant was missing from a snapshot or its entity
+	// was not found (it ended while the bridge was not listening).
+	CauseGone = "gone"
+)
+
+// Memory limits: how long the book remembers ended legs (to ignore late
+// messages about them) and ended calls (for direction and transfer links).
+const (
+	tombstoneTTL = 10 * time.Minute
+	linkWindow   = 2 * time.Minute
+	pruneEvery   = time.Minute
+)
+
+// book is the source's memory of the PBX: the DN types it has learned and
+// every leg it has reported. Only what was journaled is recorded as sent, so
+// a failed publish is derived again from the next snapshot.
+type book struct {
+	nonAgent map[string]bool
+	dnTypes  map[string]string
+	legs     map[string]*leg      // by participant entity path
+	gone     map[string]time.Time // ended legs, by path
+	calls    map[string]*callInfo // by callid
+	lastCall map[string]dnCall    // agent DN → its latest reported call
+	pruned   time.Time
+}
+
+// leg is one participant the book follows.
+type leg struct {
+	p     Participant // last seen state
+	agent bool
+	sent  events.State // highest state journaled, "" before the first
+	dir   events.Direction
+	link  string
+	// consultParty is the other extension while this participant was in a
+	// call between two extensions (the consultation of an attended transfer).
+	consultParty string
+}
+
+type callInfo struct {
+	dir   events.Direction
+	legs  int // reported legs not yet ended
+	ended time.Time
+}
+
+type dnCall struct {
+	callID string
+	at     time.Time
+}
+
+// pending is a signal to journal and the path of the leg it belongs to; the
+// book records it (commit) only after the journal took it.
+type pending struct {
+	sig  events.Signal
+	path string
+}
+
+func newBook(nonAgent []string) *book {
+	b := &book{
+		nonAgent: make(map[string]bool),
+		dnTypes:  make(map[string]string),
+		legs:     make(map[string]*leg),
+		gone:     make(map[string]time.Time),
+		calls:    make(map[string]*callInfo),
+		lastCall: make(map[string]dnCall),
+	}
+	for _, dn := range nonAgent {
+		if dn = strings.TrimSpace(dn); dn != "" {
+			b.nonAgent[dn] = true
+		}
+	}
+	return b
+}
+
+// knowsDN reports whether the type of dn is known or configured.
+func (b *book) knowsDN(dn string) bool {
+	_, ok := b.dnTypes[dn]
+	return ok || b.nonAgent[dn]
+}
+
+func (b *book) learnDN(dn, typ string) { b.dnTypes[dn] = typ }
+
+// isAgent reports whether participants on dn are agents. Only extensions are
+// agents; queues, IVRs, route points and the DNs configured as non-agents are
+// not. A DN of unknown type counts as an agent: the API shows only the DNs an
+// administrator added, and those are normally the agents' extensions.
+func (b *book) isAgent(dn string) bool {
+	if b.nonAgent[dn] {
+		return false
+	}
+	if t, ok := b.dnTypes[dn]; ok && t != "" {
+		return t == TypeExtension
+	}
+	return true
+}
+
+func (b *book) isGone(path string) bool {
+	_, ok := b.gone[path]
+	return ok
+}
+
+// observe records the current state of a participant and returns the signal
+// it calls for, if any. Repeats and states older than what was sent call for
+// nothing, so duplicated and reordered messages cannot add signals.
+func (b *book) observe(path string, p Participant, now time.Time) (pending, bool) {
+	if b.isGone(path) {
+		return pending{}, false
+	}
+	l := b.legs[path]
+	if l == nil {
+		l = &leg{}
+		b.legs[path] = l
+	}
+	l.p = p
+	l.agent = b.isAgent(p.DN)
+	if l.sent == "" && p.PartyDNType == TypeExtension {
+		// A call between two extensions is not a customer call. It may become
+		// one (an attended transfer that keeps the consultation's callid), so
+		// remember whom it was with.
+		l.consultParty = p.PartyDN
+		return pending{}, false
+	}
+	st := events.Ringing
+	if l.agent && p.Status == StatusConnected {
+		st = events.Answered
+	}
+	if rank(st) <= rank(l.sent) {
+		return pending{}, false
+	}
+	dir, link := l.dir, l.link
+	if l.sent == "" {
+		link = b.linkFor(p, l, now)
+		dir = b.directionFor(p, l.agent, link)
+	}
+	return pending{sig: b.signal(l, st, "", dir, link, now), path: path}, true
+}
+
+// end returns the ended signal of a leg the book reported. A leg it never
+// reported is forgotten without a signal.
+func (b *book) end(path, cause string, now time.Time) (pending, bool) {
+	l := b.legs[path]
+	if l == nil || l.sent == "" {
+		delete(b.legs, path)
+		b.gone[path] = now
+		return pending{}, false
+	}
+	return pending{sig: b.signal(l, events.Ended, cause, l.dir, l.link, now), path: path}, true
+}
+
+// commit records that pd's signal was journaled.
+func (b *book) commit(pd pending, now time.Time) {
+	l := b.legs[pd.path]
+	if l == nil {
+		return
+	}
+	s := pd.sig
+	c := b.calls[s.CallID]
+	if c == nil {
+		c = &callInfo{}
+		b.calls[s.CallID] = c
+	}
+	if l.sent == "" {
+		c.legs++
+		l.dir, l.link = s.Direction, s.LinkedCallID
+	}
+	if c.dir == "" {
+		c.dir = s.Direction
+	}
+	l.sent = s.State
+	if s.Extension != "" {
+		b.lastCall[s.Extension] = dnCall{callID: s.CallID, at: now}
+	}
+	if s.State == events.Ended {
+		delete(b.legs, pd.path)
+		b.gone[pd.path] = now
+		c.legs--
+		if c.legs <= 0 {
+			c.legs, c.ended = 0, now
+		}
+	}
+	b.prune(now)
+}
+
+// step is one thing a snapshot diff asks for: observe a participant, or end
+// a leg that is no longer there.
+type step struct {
+	path string
+	p    *Participant // nil: the leg ended
+}
+
+// diff compares a snapshot with the book and returns what to do, in order:
+// every participant present first, then the ends of reported legs that are
+// missing. That order matters: a call transferred while the bridge was
+// disconnected must show its new leg before its old leg's end, or the call
+// would look finished.
+func (b *book) diff(dns []DNInfo, now time.Time) []step {
+	seen := make(map[string]bool)
+	var present []step
+	for _, d := range dns {
+		b.learnDN(d.DN, d.Type)
+		for i := range d.Participants {
+			p := &d.Participants[i]
+			path := ParticipantPath(d.DN, p.ID)
+			if seen[path] {
+				continue
+			}
+			seen[path] = true
+			present = append(present, step{path: path, p: p})
+		}
+	}
+	slices.SortStableFunc(present, func(x, y step) int {
+		return cmp.Or(compareIDs(x.p.CallID, y.p.CallID), compareIDs(x.p.ID, y.p.ID))
+	})
+	var missing []step
+	for path, l := range b.legs {
+		if seen[path] {
+			continue
+		}
+		if l.sent == "" {
+			delete(b.legs, path)
+			continue
+		}
+		missing = append(missing, step{path: path})
+	}
+	slices.SortFunc(missing, func(x, y step) int {
+		lx, ly := b.legs[x.path], b.legs[y.path]
+		return cmp.Or(compareIDs(lx.p.CallID, ly.p.CallID), compareIDs(lx.p.ID, ly.p.ID))
+	})
+	for path := range b.gone {
+		if !seen[path] {
+			delete(b.gone, path)
+		}
+	}
+	return append(present, missing...)
+}
+
+// linkFor names the earlier call this leg continues, when the PBX hints at
+// one: the participant was referred by (or acts on behalf of) an extension
+// whose own customer call is still going or just ended, or it was the
+// consultation partner of such an extension. This is how an attended
+// transfer that keeps the consultation's callid stays one customer call.
+func (b *book) linkFor(p Participant, l *leg, now time.Time) string {
+	for _, dn := range []string{p.ReferredByDN, p.OnBehalfOfDN, l.consultParty} {
+		if dn == "" || dn == p.DN {
+			continue
+		}
+		last, ok := b.lastCall[dn]
+		if !ok || last.callID == string(p.CallID) {
+			continue
+		}
+		if c := b.calls[last.callID]; c != nil && (c.legs > 0 || now.Sub(c.ended) <= linkWindow) {
+			return last.callID
+		}
+	}
+	return ""
+}
+
+// directionFor gives a new leg the direction of its call if the call has
+// one (or the call it continues), else derives it from the participant:
+// Dialing on an agent is an outgoing call, Ringing an incoming one; a leg
+// first seen Connected is incoming when the PBX routed or referred it.
+func (b *book) directionFor(p Participant, agent bool, link string) events.Direction {
+	for _, id := range []string{string(p.CallID), link} {
+		if c := b.calls[id]; id != "" && c != nil && c.dir != "" {
+			return c.dir
+		}
+	}
+	if !agent {
+		return events.Inbound
+	}
+	switch p.Status {
+	case StatusDialing:
+		return events.Outbound
+	case StatusRinging:
+		return events.Inbound
+	}
+	if p.OriginatedByDN != "" || p.ReferredByDN != "" || p.OnBehalfOfDN != "" || p.PartyDID != "" {
+		return events.Inbound
+	}
+	return events.Outbound
+}
+
+func (b *book) signal(l *leg, st events.State, cause string, dir events.Direction, link string, now time.Time) events.Signal {
+	p := l.p
+	s := events.Signal{
+		Source:       SourceName,
+		CallID:       string(p.CallID),
+		LegID:        string(p.ID),
+		LinkedCallID: link,
+		Remote:       remoteNumber(p),
+		Dialled:      strings.TrimSpace(p.PartyDID),
+		Direction:    dir,
+		State:        st,
+		Cause:        cause,
+		Time:         now,
+		// A participant reaches each state once, so call, leg and state
+		// identify the observation: a repeated upsert, a replayed snapshot
+		// or a restart of the bridge gives the same key.
+		DedupKey: SourceName + ":" + string(p.CallID) + ":" + string(p.ID) + ":" + string(st),
+	}
+	if l.agent {
+		s.Extension = p.DN
+	}
+	return s
+}
+
+// prune forgets ended legs and calls once no late message can concern them.
+func (b *book) prune(now time.Time) {
+	if now.Sub(b.pruned) < pruneEvery {
+		return
+	}
+	b.pruned = now
+	for path, at := range b.gone {
+		if now.Sub(at) > tombstoneTTL {
+			delete(b.gone, path)
+		}
+	}
+	for id, c := range b.calls {
+		if c.legs == 0 && now.Sub(c.ended) > tombstoneTTL {
+			delete(b.calls, id)
+		}
+	}
+	for dn, last := range b.lastCall {
+		if now.Sub(last.at) > tombstoneTTL {
+			delete(b.lastCall, dn)
+		}
+	}
+}
+
+// remoteNumber is the number of the other party: party_caller_id, or
+// party_caller_name when that holds a number and the id is empty.
+func remoteNumber(p Participant) string {
+	if s := strings.TrimSpace(p.PartyCallerID); s != "" {
+		return s
+	}
+	if s := strings.TrimSpace(p.PartyCallerName); looksLikeNumber(s) {
+		return s
+	}
+	return ""
+}
+
+// looksLikeNumber reports whether s is a dialable number: an optional "+",
+// then at least three digits with the usual separators.
+func looksLikeNumber(s string) bool {
+	s = strings.TrimPrefix(s, "+")
+	digits := 0
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == ' ', r == '-', r == '(', r == ')', r == '.', r == '/':
+		default:
+			return false
+		}
+	}
+	return digits >= 3
+}
+
+func rank(s events.State) int {
+	switch s {
+	case events.Ringing:
+		return 1
+	case events.Answered, events.Transferred:
+		return 2
+	case events.Ended:
+		return 3
+	}
+	return 0
+}
+
+// compareIDs orders numeric ids by value and others as strings.
+func compareIDs(a, b ID) int {
+	x, errx := strconv.ParseInt(string(a), 10, 64)
+	y, erry := strconv.ParseInt(string(b), 10, 64)
+	if errx == nil && erry == nil {
+		return cmp.Compare(x, y)
+	}
+	return strings.Compare(string(a), string(b))
+}
