@@ -108,6 +108,8 @@ func parseHeader(rec []string) (*columns, error) {
 		h = strings.ToLower(strings.TrimSpace(h))
 		slot, ok := slots[h]
 		switch {
+		case h == "":
+			errs = append(errs, fmt.Sprintf("column %d has no name", i+1))
 		case !ok:
 			errs = append(errs, fmt.Sprintf("unknown column %q", h))
 		case *slot >= 0:

@@ -97,6 +97,11 @@ func TestParseCSV(t *testing.T) {
 			wantErr: []string{`extensions.csv line 1: header: unknown column "mail", column "name" appears twice, no "email" column; ` + wantHeaderMsg},
 		},
 		{
+			name:    "trailing comma in the header",
+			in:      "pbx_id,robin_extension,name,email,\n201,,,,\n",
+			wantErr: []string{`extensions.csv line 1: header: column 5 has no name; ` + wantHeaderMsg},
+		},
+		{
 			name:    "unreadable header",
 			in:      "pbx_id,\"robin_extension,name,email\n",
 			wantErr: []string{`extensions.csv line 1, column 36: extraneous or missing " in quoted-field`},

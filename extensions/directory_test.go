@@ -331,9 +331,9 @@ func TestReloadConcurrent(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errs := make(chan string, 8)
-	report := func(format string) {
+	report := func(msg string) {
 		select {
-		case errs <- format:
+		case errs <- msg:
 		default:
 		}
 	}
