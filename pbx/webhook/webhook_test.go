@@ -1,0 +1,231 @@
+package webhook
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/voipbridge/voipbridge/events"
+)
+
+type recJournal struct {
+	mu   sync.Mutex
+	sigs []events.Signal
+	err  error
+}
+
+func (j *recJournal) PublishSignal(_ context.Context, s events.Signal) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return j.err
+	}
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	j.sigs = append(j.sigs, s)
+	return nil
+}
+
+var now = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+
+func newMux(j Journal, g *Guard) *http.ServeMux {
+	mux := http.NewServeMux()
+	h := g.Wrap(Source, &Generic{Journal: j, Now: func() time.Time { return now }})
+	mux.Handle("POST /v1/webhooks/generic", h)
+	mux.Handle("GET /v1/webhooks/generic", h)
+	mux.Handle("POST /v1/webhooks/generic/{token}", h)
+	return mux
+}
+
+func do(mux http.Handler, method, path, ctype, auth, body string, hdr ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	if ctype != "" {
+		r.Header.Set("Content-Type", ctype)
+	}
+	if auth != "" {
+		r.Header.Set("Authorization", auth)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	r.RemoteAddr = "192.0.2.10:5555"
+	w := httptest.NewRecorder()
+	mux.ServeHTTP(w, r)
+	return w
+}
+
+const good = `{"call_id":"c1","event":"answered","direction":"inbound","from":"0612345678","to":"+31858770023","extension":"201","timestamp":"2026-11-21T10:00:00Z","event_id":"e1"}`
+
+func TestGenericAccepts(t *testing.T) {
+	j := &recJournal{}
+	mux := newMux(j, &Guard{Token: "s3cret"})
+	w := do(mux, "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", good)
+	if w.Code != http.StatusAccepted || strings.TrimSpace(w.Body.String()) != `{"status":"accepted"}` {
+		t.Fatalf("got %d %s", w.Code, w.Body)
+	}
+	want := []events.Signal{{
+		Source: "generic", CallID: "c1", Extension: "201", Remote: "0612345678", Dialled: "+31858770023",
+		Direction: events.Inbound, State: events.Answered, Time: now, DedupKey: "id:e1",
+	}}
+	if d := cmp.Diff(want, j.sigs); d != "" {
+		t.Fatalf("(-want +got):\n%s", d)
+	}
+}
+
+func TestGenericOutboundSwapsNumbers(t *testing.T) {
+	j := &recJournal{}
+	mux := newMux(j, &Guard{Token: "s3cret"})
+	body := `{"call_id":"o1","event":"ringing","direction":"outbound","from":"+31858770023","to":"010 765 4321","extension":"204"}`
+	if w := do(mux, "POST", "/v1/webhooks/generic/s3cret", "application/json", "", body); w.Code != http.StatusAccepted {
+		t.Fatalf("got %d %s", w.Code, w.Body)
+	}
+	s := j.sigs[0]
+	if s.Remote != "010 765 4321" || s.Dialled != "+31858770023" || s.Direction != events.Outbound || !s.Time.Equal(now) {
+		t.Fatalf("signal %+v", s)
+	}
+	if !strings.HasPrefix(s.DedupKey, "sha256:") {
+		t.Fatalf("without event_id the dedup key must be the body hash, got %q", s.DedupKey)
+	}
+}
+
+func TestGenericGETWithQuery(t *testing.T) {
+	j := &recJournal{}
+	mux := newMux(j, &Guard{Token: "s3cret"})
+	w := do(mux, "GET", "/v1/webhooks/generic?call_id=g1&event=ringing&from=0612345678&extension=201", "", "Bearer s3cret", "")
+	if w.Code != http.StatusAccepted || len(j.sigs) != 1 || j.sigs[0].CallID != "g1" {
+		t.Fatalf("got %d %s %+v", w.Code, w.Body, j.sigs)
+	}
+}
+
+func TestGenericErrors(t *testing.T) {
+	big := `{"call_id":"` + strings.Repeat("x", 70<<10) + `","event":"ringing"}`
+	tests := []struct {
+		name, ctype, auth, body, path string
+		status                        int
+		field                         string
+	}{
+		{name: "no token", ctype: "application/json", body: good, status: 401},
+		{name: "wrong token", ctype: "application/json", auth: "Bearer nope", body: good, status: 401},
+		{name: "basic instead of bearer", ctype: "application/json", auth: "Basic czNjcmV0", body: good, status: 401},
+		{name: "wrong path token", ctype: "application/json", body: good, path: "/v1/webhooks/generic/nope", status: 401},
+		{name: "text body", ctype: "text/plain", auth: "Bearer s3cret", body: good, status: 415},
+		{name: "no content type", auth: "Bearer s3cret", body: good, status: 415},
+		{name: "too large", ctype: "application/json", auth: "Bearer s3cret", body: big, status: 413},
+		{name: "not JSON", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":`, status: 400},
+		{name: "empty", ctype: "application/json", auth: "Bearer s3cret", body: ``, status: 400},
+		{name: "two values", ctype: "application/json", auth: "Bearer s3cret", body: good + good, status: 400},
+		{name: "unknown field", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"ringing","extention":"201"}`, status: 400},
+		{name: "wrong type", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":5,"event":"ringing"}`, status: 400},
+		{name: "no call id", ctype: "application/json", auth: "Bearer s3cret", body: `{"event":"ringing"}`, status: 400, field: "call_id"},
+		{name: "no event", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c"}`, status: 400, field: "event"},
+		{name: "bad event", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"hangup"}`, status: 400, field: "event"},
+		{name: "bad direction", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"ended","direction":"sideways"}`, status: 400, field: "direction"},
+		{name: "bad time", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"ended","timestamp":"yesterday"}`, status: 400, field: "timestamp"},
+		{name: "transfer without target", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"transferred"}`, status: 400, field: "extension"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := &recJournal{}
+			mux := newMux(j, &Guard{Token: "s3cret"})
+			path := tt.path
+			if path == "" {
+				path = "/v1/webhooks/generic"
+			}
+			w := do(mux, "POST", path, tt.ctype, tt.auth, tt.body)
+			if w.Code != tt.status {
+				t.Fatalf("status %d, want %d (%s)", w.Code, tt.status, w.Body)
+			}
+			var resp map[string]string
+			if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || resp["error"] == "" {
+				t.Fatalf("want a JSON error, got %q", w.Body)
+			}
+			if tt.field != "" && resp["field"] != tt.field {
+				t.Fatalf("field %q, want %q (%s)", resp["field"], tt.field, w.Body)
+			}
+			if strings.Contains(w.Body.String(), "s3cret") {
+				t.Fatal("the token leaked into the answer")
+			}
+			if len(j.sigs) != 0 {
+				t.Fatalf("a refused request was journaled: %+v", j.sigs)
+			}
+		})
+	}
+}
+
+func TestGenericJournalDown(t *testing.T) {
+	j := &recJournal{err: errors.New("nats: no responders")}
+	w := do(newMux(j, &Guard{Token: "s3cret"}), "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", good)
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("got %d, want 503", w.Code)
+	}
+}
+
+func TestGuardHMACAndAllowList(t *testing.T) {
+	sign := func(body string) string {
+		m := hmac.New(sha256.New, []byte("k3y"))
+		m.Write([]byte(body))
+		return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	}
+	j := &recJournal{}
+	g := &Guard{Token: "s3cret", HMACSecret: "k3y"}
+	mux := newMux(j, g)
+	if w := do(mux, "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", good); w.Code != 401 {
+		t.Fatalf("unsigned: %d", w.Code)
+	}
+	if w := do(mux, "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", good, "X-Signature", sign(good+" ")); w.Code != 401 {
+		t.Fatalf("signature of another body: %d", w.Code)
+	}
+	if w := do(mux, "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", good, "X-Signature", sign(good)); w.Code != 202 {
+		t.Fatalf("signed: %d %s", w.Code, w.Body)
+	}
+
+	allow, err := ParseCIDRs([]string{"10.0.0.0/8", "192.0.2.10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2 := &Guard{Token: "s3cret", Allow: allow}
+	if !g2.allowed("192.0.2.10:5555") || !g2.allowed("[::ffff:10.1.2.3]:80") || g2.allowed("192.0.2.11:5555") {
+		t.Fatal("allow list mismatch")
+	}
+	g3 := &Guard{Token: "s3cret", Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	if w := do(newMux(j, g3), "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", good); w.Code != 403 {
+		t.Fatalf("caller outside the allow list: %d", w.Code)
+	}
+	if _, err := ParseCIDRs([]string{"10.0.0.0/33"}); err == nil {
+		t.Fatal("bad CIDR accepted")
+	}
+}
+
+func FuzzGenericPayload(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte(`{"call_id":"c","event":"transferred","extension":"2"}`))
+	f.Add([]byte(`{"call_id":"","event":"x","timestamp":"2026-13-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		j := &recJournal{}
+		w := do(newMux(j, &Guard{Token: "t"}), "POST", "/v1/webhooks/generic", "application/json", "Bearer t", string(body))
+		switch w.Code {
+		case http.StatusAccepted:
+			if len(j.sigs) != 1 {
+				t.Fatalf("202 but %d signals", len(j.sigs))
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+			if len(j.sigs) != 0 {
+				t.Fatalf("%d but journaled", w.Code)
+			}
+		default:
+			t.Fatalf("unexpected status %d", w.Code)
+		}
+	})
+}
