@@ -1,0 +1,273 @@
+package voipgrid
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/voipbridge/voipbridge/events"
+)
+
+// Path is where the bridge serves the handler.
+const Path = "/v1/webhooks/voipgrid"
+
+// DefaultMaxBody is the largest notification accepted (64 KiB); a larger
+// body is answered 413.
+const DefaultMaxBody = 64 << 10
+
+// Journal stores signals durably. PublishSignal returns nil only once the
+// signal is journaled; the handler answers the platform only after that.
+type Journal interface {
+	PublishSignal(ctx context.Context, s events.Signal) error
+}
+
+// Options is what a Handler needs. Journal is required.
+type Options struct {
+	Journal Journal
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the handler's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Now is the clock for notifications without a timestamp and for
+	// forgetting calls (default time.Now).
+	Now func() time.Time
+	// MaxBody bounds a notification (default DefaultMaxBody).
+	MaxBody int64
+	// EndedTTL is how long an ended call is remembered to place notifications
+	// that arrive after its end (default 1h); IdleTTL is how long any other
+	// call is remembered after its last notification (default 24h).
+	EndedTTL, IdleTTL time.Duration
+	// MaxCalls bounds the calls remembered (default 100 000); beyond it the
+	// least recently seen are forgotten first.
+	MaxCalls int
+}
+
+// Handler is the http.Handler for POST /v1/webhooks/voipgrid. It journals
+// the signals of every notification with a known status before it answers
+// 200; a notification with an unknown status is answered 202 and only
+// logged and counted, so the platform never retries or disables the hook
+// over a status the bridge does not know. Authentication is the job of the
+// wrapper the bridge puts in front of it.
+type Handler struct {
+	journal Journal
+	log     *slog.Logger
+	m       *metrics
+	now     func() time.Time
+	maxBody int64
+	calls   *callTable
+}
+
+// New returns a Handler, or an error when the options are unusable.
+func New(o Options) (*Handler, error) {
+	if o.Journal == nil {
+		return nil, errors.New("voipgrid: no journal")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	h := &Handler{
+		journal: o.Journal,
+		log:     log.With("source", SourceName),
+		m:       newMetrics(o.Registerer),
+		now:     now,
+		maxBody: cmpOr(o.MaxBody, DefaultMaxBody),
+		calls: &callTable{
+			calls:    map[string]*callEntry{},
+			endedTTL: cmpOr(o.EndedTTL, time.Hour),
+			idleTTL:  cmpOr(o.IdleTTL, 24*time.Hour),
+			max:      cmpOr(o.MaxCalls, 100_000),
+		},
+	}
+	return h, nil
+}
+
+func cmpOr[T int | int64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// ServeHTTP answers one notification:
+//   - 200 {"signals": n} once its n signals are journaled;
+//   - 202 {"ignored": ...} for a status the bridge does not know;
+//   - 400 {"error": ...} for malformed JSON or a missing call_id;
+//   - 405 for another method, 413 for a body over the limit;
+//   - 503 {"error": ...} when the journal failed (the platform may retry;
+//     the same notification gives the same dedup keys).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		h.m.rejected.WithLabelValues(reasonMethod).Inc()
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "only POST is accepted"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			h.refuse(w, http.StatusRequestEntityTooLarge, reasonTooLarge, fmt.Sprintf("body is larger than %d bytes", h.maxBody))
+			return
+		}
+		h.refuse(w, http.StatusBadRequest, reasonUnread, "could not read the body")
+		return
+	}
+	n, err := Decode(body)
+	switch {
+	case errors.Is(err, ErrNoCallID):
+		h.refuse(w, http.StatusBadRequest, reasonNoCallID, "call_id is missing")
+		return
+	case err != nil:
+		h.refuse(w, http.StatusBadRequest, reasonJSON, err.Error())
+		return
+	}
+	status := ParseStatus(n.Status)
+	h.m.received.WithLabelValues(string(status)).Inc()
+	if status == StatusUnknown {
+		h.log.Warn("notification with an unknown status accepted and not journaled",
+			"call_id", clip(n.CallID), "status", clip(n.Status))
+		writeJSON(w, http.StatusAccepted, ignoredBody{Ignored: "unknown status", Status: clip(n.Status)})
+		return
+	}
+	now := h.now()
+	t, timed := newNote(n, status, body, now)
+	if !timed {
+		h.m.timeless.Inc()
+		h.log.Warn("notification without a readable timestamp placed at its arrival",
+			"call_id", clip(n.CallID), "status", string(status))
+	}
+
+	e := h.calls.lock(n.CallID, now)
+	defer e.mu.Unlock()
+	sigs, commit := e.state.plan(t)
+	for _, s := range sigs {
+		if err := h.journal.PublishSignal(r.Context(), s); err != nil {
+			h.m.rejected.WithLabelValues(reasonJournal).Inc()
+			h.log.Error("journal refused a signal; answering 503",
+				"call_id", clip(n.CallID), "status", string(status), "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "journal unavailable, retry later"})
+			return
+		}
+		h.m.signals.WithLabelValues(string(s.State)).Inc()
+	}
+	commit()
+	writeJSON(w, http.StatusOK, acceptedBody{Signals: len(sigs)})
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, status int, reason, msg string) {
+	h.m.rejected.WithLabelValues(reason).Inc()
+	h.log.Warn("notification refused", "status", status, "reason", reason)
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+type ignoredBody struct {
+	Ignored string `json:"ignored"`
+	Status  string `json:"status"`
+}
+
+type acceptedBody struct {
+	Signals int `json:"signals"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// clip bounds a string from the request before it reaches a log line.
+func clip(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// callTable remembers recent calls. Entries are locked one call at a time,
+// so notifications of different calls are journaled in parallel and those
+// of one call one after the other.
+type callTable struct {
+	mu        sync.Mutex
+	calls     map[string]*callEntry
+	endedTTL  time.Duration
+	idleTTL   time.Duration
+	max       int
+	lastSweep time.Time
+}
+
+type callEntry struct {
+	mu    sync.Mutex
+	state callState
+}
+
+// lock returns the call's entry, locked, creating it if needed.
+func (t *callTable) lock(callID string, now time.Time) *callEntry {
+	t.mu.Lock()
+	if now.Sub(t.lastSweep) >= time.Minute || len(t.calls) >= t.max {
+		t.sweep(now)
+	}
+	e := t.calls[callID]
+	if e == nil {
+		e = &callEntry{}
+		t.calls[callID] = e
+	}
+	t.mu.Unlock()
+	e.mu.Lock()
+	e.state.lastSeen = now
+	return e
+}
+
+// sweep forgets calls past their TTL and, above the bound, the least
+// recently seen. It runs with t.mu held and skips entries in use.
+func (t *callTable) sweep(now time.Time) {
+	t.lastSweep = now
+	type aged struct {
+		id   string
+		seen time.Time
+	}
+	var live []aged
+	for id, e := range t.calls {
+		if !e.mu.TryLock() {
+			continue
+		}
+		ttl := t.idleTTL
+		if e.state.ended {
+			ttl = t.endedTTL
+		}
+		if now.Sub(e.state.lastSeen) >= ttl {
+			delete(t.calls, id)
+		} else {
+			live = append(live, aged{id, e.state.lastSeen})
+		}
+		e.mu.Unlock()
+	}
+	if excess := len(live) - t.max*9/10; len(t.calls) >= t.max && excess > 0 {
+		slices.SortFunc(live, func(a, b aged) int { return a.seen.Compare(b.seen) })
+		for _, a := range live[:excess] {
+			delete(t.calls, a.id)
+		}
+	}
+}
