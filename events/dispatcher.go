@@ -124,6 +124,10 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	if o.MaxBuffered <= 0 {
 		o.MaxBuffered = 10000
 	}
+	for _, p := range []Priority{PriorityAnswered, PriorityNormal} {
+		o.Metrics.queueDepth.WithLabelValues(p.String()).Set(0)
+		o.Metrics.oldest.WithLabelValues(p.String()).Set(0)
+	}
 	return &Dispatcher{o: o, log: o.Logger, lanes: map[string]*lane{}, wake: make(chan struct{})}
 }
 
