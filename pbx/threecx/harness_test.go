@@ -252,3 +252,17 @@ var errJournalDown = errors.New("journal down")
 
 // Compile-time check that the recording journal fits the seam.
 var _ threecx.Journal = (*recordingJournal)(nil)
+
+// failOnce makes the journal refuse the first signal in state st, once.
+func (j *recordingJournal) failOnce(st events.State) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	failed := false
+	j.fail = func(s events.Signal) error {
+		if s.State == st && !failed {
+			failed = true
+			return errJournalDown
+		}
+		return nil
+	}
+}

@@ -24,44 +24,51 @@ type Journal interface {
 	PublishSignal(ctx context.Context, s events.Signal) error
 }
 
-// Config is the 3CX part of the bridge's environment.
+// Config is what the source needs to reach one PBX. The bridge reads it from
+// the environment variables named below.
 type Config struct {
 	// URL is the PBX's base URL, e.g. https://pbx.example.com (THREECX_URL).
-	URL string `env:"THREECX_URL"`
+	URL string
 	// ClientID is the Client ID (a route point DN) of the API integration
 	// created under Admin Console → Integrations → API (THREECX_CLIENT_ID).
-	ClientID string `env:"THREECX_CLIENT_ID"`
+	ClientID string
 	// ClientSecret is the integration's API key (THREECX_CLIENT_SECRET).
-	ClientSecret string `env:"THREECX_CLIENT_SECRET"`
+	ClientSecret string
 	// QueueDNs lists DNs whose participants are never agents, in addition to
 	// the DNs the API itself reports as queues, IVRs, route points or ring
 	// groups (THREECX_QUEUE_DNS, comma-separated). Needed only for DNs the
 	// API shows without a type.
-	QueueDNs []string `env:"THREECX_QUEUE_DNS" envSeparator:","`
+	QueueDNs []string
 }
 
-// Enabled reports whether the 3CX source is configured at all.
-func (c Config) Enabled() bool { return c.URL != "" }
-
-// Validate reports the first setting that keeps the source from starting.
-// Its errors never contain the secret.
+// Validate reports every setting that keeps the source from starting. Its
+// errors never contain the secret.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.URL)
-	switch {
-	case c.URL == "":
-		return errors.New("THREECX_URL is empty")
-	case err != nil:
-		return errors.New("THREECX_URL is not a URL")
-	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
-		return errors.New("THREECX_URL must be an http or https URL with a host")
-	case u.User != nil || u.RawQuery != "":
-		return errors.New("THREECX_URL must not carry credentials or a query")
-	case c.ClientID == "":
-		return errors.New("THREECX_CLIENT_ID is empty")
-	case c.ClientSecret == "":
-		return errors.New("THREECX_CLIENT_SECRET is empty")
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("THREECX_URL is empty"))
+	} else if u, err := url.Parse(c.URL); err != nil {
+		errs = append(errs, errors.New("THREECX_URL is not a URL"))
+	} else {
+		if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, errors.New("THREECX_URL must be an http or https URL with a host"))
+		}
+		if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, errors.New("THREECX_URL must not carry credentials, a query or a fragment"))
+		}
 	}
-	return nil
+	if c.ClientID == "" {
+		errs = append(errs, errors.New("THREECX_CLIENT_ID is empty"))
+	}
+	if c.ClientSecret == "" {
+		errs = append(errs, errors.New("THREECX_CLIENT_SECRET is empty"))
+	}
+	for _, dn := range c.QueueDNs {
+		if dn = strings.TrimSpace(dn); dn != "" && !validSegment(dn) {
+			errs = append(errs, fmt.Errorf("THREECX_QUEUE_DNS: %q is not a DN", dn))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LogValue shows the configuration without its secret.
