@@ -1,0 +1,203 @@
+// Package sip watches a PBX through the SIP dialog event package (RFC 4235):
+// one SUBSCRIBE per extension, NOTIFYs turned into events.Signals that are
+// journaled before the PBX gets its 200 OK.
+//
+// The monitor registers nothing and changes nothing on the PBX; it only
+// subscribes. Each extension has its own subscription state machine
+// (refresh before expiry, re-subscription with backoff, no hammering after a
+// refusal) and its own memory of the dialogs the PBX reported, which
+// survives re-subscriptions so that a call in progress is not reported twice
+// and a call that ended while we were not subscribed is reported ended.
+package sip
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gosip "github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are the monitor's collaborators and the knobs that do not come
+// from the environment. The zero value works.
+type Options struct {
+	// Logger receives the monitor's logs (and sipgo's); default slog.Default().
+	Logger *slog.Logger
+	// Registerer gets the monitor's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// TLS is used with SIP_TRANSPORT=tls: RootCAs (or InsecureSkipVerify) to
+	// trust the PBX; with Certificates it also lets the PBX open TLS
+	// connections to our Contact.
+	TLS *tls.Config
+	// Backoff tunes re-subscription after failures.
+	Backoff Backoff
+	// RequestTimeout bounds one SUBSCRIBE transaction; default 32 s (SIP Timer F).
+	RequestTimeout time.Duration
+	// UnsubscribeTimeout bounds each unsubscribe at shutdown; default 2 s.
+	UnsubscribeTimeout time.Duration
+	// JournalTimeout bounds journaling the signals of one NOTIFY; default 5 s.
+	JournalTimeout time.Duration
+}
+
+// Status is a snapshot of the monitor's subscriptions.
+type Status struct {
+	// Running is true between the start of Run and its return.
+	Running bool
+	// Watched is the number of extensions the monitor keeps subscribed.
+	Watched int
+	// Active is the number of subscriptions currently established.
+	Active int
+	// Failing is the number of extensions whose subscription is down and
+	// being retried (the rest of Watched is still waiting for its first try).
+	Failing int
+}
+
+// Monitor keeps one dialog-event subscription per watched extension and
+// turns the PBX's NOTIFYs into journaled signals.
+type Monitor struct {
+	set     settings
+	opts    Options
+	c       *core
+	log     *slog.Logger
+	watches []*watch
+	running atomic.Bool
+	used    atomic.Bool
+
+	// inflight tracks NOTIFY handlers so Run does not return under them.
+	gate     sync.RWMutex
+	closed   bool
+	inflight sync.WaitGroup
+}
+
+// New validates cfg and prepares a monitor that journals into j. It opens no
+// socket; Run does.
+func New(cfg Config, j Journal, opts Options) (*Monitor, error) {
+	if j == nil {
+		return nil, errors.New("sip: journal is nil")
+	}
+	set, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("source", SourceName)
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	m := &Monitor{set: set, opts: opts, log: log}
+	m.c = newCore(set, opts, j, log, met)
+	for _, ext := range set.extensions {
+		m.watches = append(m.watches, newWatch(m.c, ext))
+	}
+	return m, nil
+}
+
+func newCore(set settings, opts Options, j Journal, log *slog.Logger, met *metrics) *core {
+	c := &core{
+		journal:   j,
+		log:       log,
+		metrics:   met,
+		domain:    set.domain,
+		backoff:   opts.Backoff.withDefaults(),
+		spacer:    newSpacer(set.rate),
+		jitter:    defaultJitter,
+		reqTO:     opts.RequestTimeout,
+		unsubTO:   opts.UnsubscribeTimeout,
+		journalTO: opts.JournalTimeout,
+		stable:    2 * time.Minute,
+		resync:    5 * time.Second,
+	}
+	if c.reqTO <= 0 {
+		c.reqTO = 32 * time.Second
+	}
+	if c.unsubTO <= 0 {
+		c.unsubTO = 2 * time.Second
+	}
+	if c.journalTO <= 0 {
+		c.journalTO = 5 * time.Second
+	}
+	return c
+}
+
+// Run opens the SIP listener, subscribes every watched extension (spread
+// over time at SIP_SUBSCRIBE_RATE) and keeps them subscribed until ctx is
+// done. It then unsubscribes each extension (bounded by
+// Options.UnsubscribeTimeout), waits for NOTIFYs being handled, closes the
+// listener and returns nil. It returns an error only when it cannot start.
+// A Monitor runs once.
+func (m *Monitor) Run(ctx context.Context) error {
+	if !m.used.CompareAndSwap(false, true) {
+		return errors.New("sip: monitor already ran")
+	}
+	st, err := startStack(m.set, m.opts.TLS, m.log, m.onNotify)
+	if err != nil {
+		return err
+	}
+	m.c.req = st
+	m.running.Store(true)
+	defer m.running.Store(false)
+	m.log.Info("sip monitor started", "server", m.set.server, "transport", m.set.transport,
+		"contact", st.contact.Address.String(), "extensions", len(m.watches))
+	if len(m.watches) == 0 {
+		m.log.Warn("sip monitor has no extensions to watch")
+	}
+	var wg sync.WaitGroup
+	for _, w := range m.watches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx, m.set.expires)
+		}()
+	}
+	<-ctx.Done()
+	wg.Wait() // every watch has unsubscribed
+	m.gate.Lock()
+	m.closed = true
+	m.gate.Unlock()
+	m.inflight.Wait()
+	st.close()
+	m.log.Info("sip monitor stopped")
+	return nil
+}
+
+// Status reports how many subscriptions are up; safe to call at any time.
+func (m *Monitor) Status() Status {
+	return Status{
+		Running: m.running.Load(),
+		Watched: len(m.watches),
+		Active:  int(m.c.active.Load()),
+		Failing: int(m.c.failing.Load()),
+	}
+}
+
+// onNotify answers a NOTIFY only after its signals were journaled.
+func (m *Monitor) onNotify(req *gosip.Request, tx gosip.ServerTransaction) {
+	m.gate.RLock()
+	if m.closed {
+		m.gate.RUnlock()
+		m.c.metrics.notifies.WithLabelValues(resultShutdown).Inc()
+		_ = tx.Respond(gosip.NewResponseFromRequest(req, gosip.StatusServiceUnavailable, "Shutting Down", nil))
+		return
+	}
+	m.inflight.Add(1)
+	m.gate.RUnlock()
+	defer m.inflight.Done()
+
+	status, reason := m.c.handleNotify(context.Background(), req)
+	res := gosip.NewResponseFromRequest(req, status, reason, nil)
+	if status == gosip.StatusInternalServerError {
+		res.AppendHeader(gosip.NewHeader("Retry-After", "2"))
+	}
+	if err := tx.Respond(res); err != nil {
+		m.log.Debug("sip NOTIFY response not sent", "status", status, "err", err)
+	}
+}

@@ -1,0 +1,266 @@
+package sip_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosip "github.com/emiago/sipgo/sip"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/sip"
+	"github.com/voipbridge/voipbridge/sip/siptest"
+)
+
+// recorder is a Journal that keeps what it is given; fail, when set, can
+// refuse a signal.
+type recorder struct {
+	mu      sync.Mutex
+	signals []events.Signal
+	fail    func(events.Signal) error
+}
+
+func (r *recorder) PublishSignal(_ context.Context, s events.Signal) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("invalid signal: %w", err)
+	}
+	if r.fail != nil {
+		if err := r.fail(s); err != nil {
+			return err
+		}
+	}
+	r.signals = append(r.signals, s)
+	return nil
+}
+
+func (r *recorder) setFail(f func(events.Signal) error) {
+	r.mu.Lock()
+	r.fail = f
+	r.mu.Unlock()
+}
+
+// unique returns the signals with duplicate dedup keys removed, as the
+// journal and tracker see them.
+func (r *recorder) unique() []events.Signal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	var out []events.Signal
+	for _, s := range r.signals {
+		if !seen[s.DedupKey] {
+			seen[s.DedupKey] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.signals)
+}
+
+// waitFor polls cond with a generous deadline: real sockets on a loaded
+// machine, so no tight timing.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(string(b))
+	return len(b), nil
+}
+
+const (
+	user = "bridge"
+	pass = "s3cret-pw"
+)
+
+type harness struct {
+	pbx  *siptest.PBX
+	rec  *recorder
+	mon  *sip.Monitor
+	stop func()
+}
+
+// start runs a monitor against pbx, watching exts, and waits until every
+// extension is subscribed.
+func start(t *testing.T, pbx *siptest.PBX, exts []string, tweak func(*sip.Config, *sip.Options)) *harness {
+	t.Helper()
+	cfg := sip.Config{
+		Server: pbx.Addr(), Domain: pbx.Domain(), Transport: pbx.Network(), Listen: "127.0.0.1:0",
+		Username: user, Password: pass, Extensions: exts, SubscribeRate: -1,
+	}
+	opts := sip.Options{Logger: testLogger(t)}
+	if tweak != nil {
+		tweak(&cfg, &opts)
+	}
+	rec := &recorder{}
+	mon, err := sip.New(cfg, rec, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mon.Run(ctx) }()
+	var once sync.Once
+	h := &harness{pbx: pbx, rec: rec, mon: mon}
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(h.stop)
+	waitFor(t, "subscriptions", func() bool { return mon.Status().Active == len(exts) })
+	return h
+}
+
+// expect waits until the journal holds want (ignoring time and dedup key,
+// which are checked for presence) and nothing else.
+func (h *harness) expect(t *testing.T, want []events.Signal) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d signals", len(want)), func() bool { return len(h.rec.unique()) >= len(want) })
+	// Give a wrong extra signal a chance to show up before comparing.
+	waitFor(t, "PBX settled", h.pbx.Settled)
+	got := byLeg(h.rec.unique())
+	want = byLeg(want)
+	for _, s := range got {
+		if s.DedupKey == "" || s.Time.IsZero() {
+			t.Errorf("signal without dedup key or time: %+v", s)
+		}
+	}
+	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(events.Signal{}, "Time", "DedupKey")); d != "" {
+		t.Fatalf("signals mismatch (-want +got):\n%s", d)
+	}
+}
+
+// byLeg orders signals by extension, keeping their order within one
+// extension: NOTIFYs of different extensions travel independently, those
+// of one extension are ordered.
+func byLeg(s []events.Signal) []events.Signal {
+	s = slices.Clone(s)
+	slices.SortStableFunc(s, func(a, b events.Signal) int { return strings.Compare(a.Extension, b.Extension) })
+	return s
+}
+
+func sig(l *siptest.Leg, st events.State, cause string) events.Signal {
+	s := events.Signal{Source: "sip", CallID: l.CallID, LegID: l.ID + "@" + l.Ext, Extension: l.Ext,
+		Remote: "sip:" + l.Remote + "@pbx.test", State: st, Cause: cause, Direction: events.Inbound}
+	if l.Outbound {
+		s.Direction = events.Outbound
+	} else if l.DID != "" {
+		s.Dialled = "sip:" + l.DID + "@pbx.test"
+	}
+	return s
+}
+
+var networks = []string{"udp", "tcp"}
+
+func TestMonitorCallsOverUDPAndTCP(t *testing.T) {
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			t.Run("answered", func(t *testing.T) {
+				pbx := siptest.Start(t, siptest.Options{Network: network, Username: user, Password: pass})
+				h := start(t, pbx, []string{"201", "202"}, nil)
+				leg := pbx.Inbound("201", "0612345678", "0201234567")
+				waitFor(t, "ringing", func() bool { return h.rec.count() == 1 })
+				leg.Answer()
+				waitFor(t, "answered", func() bool { return h.rec.count() == 2 })
+				leg.Hangup("remote-bye")
+				h.expect(t, []events.Signal{
+					sig(leg, events.Ringing, ""), sig(leg, events.Answered, ""), sig(leg, events.Ended, "remote-bye"),
+				})
+			})
+			t.Run("missed", func(t *testing.T) {
+				pbx := siptest.Start(t, siptest.Options{Network: network, Username: user, Password: pass})
+				h := start(t, pbx, []string{"201"}, nil)
+				leg := pbx.Inbound("201", "+31612345678", "")
+				waitFor(t, "ringing", func() bool { return h.rec.count() == 1 })
+				leg.Cancel()
+				h.expect(t, []events.Signal{sig(leg, events.Ringing, ""), sig(leg, events.Ended, "cancelled")})
+			})
+			t.Run("outbound", func(t *testing.T) {
+				pbx := siptest.Start(t, siptest.Options{Network: network, Username: user, Password: pass})
+				h := start(t, pbx, []string{"202"}, nil)
+				leg := pbx.Outbound("202", "0401234567")
+				waitFor(t, "ringing", func() bool { return h.rec.count() == 1 })
+				leg.Answer()
+				waitFor(t, "answered", func() bool { return h.rec.count() == 2 })
+				leg.Hangup("local-bye")
+				h.expect(t, []events.Signal{
+					sig(leg, events.Ringing, ""), sig(leg, events.Answered, ""), sig(leg, events.Ended, "local-bye"),
+				})
+			})
+			for _, newID := range []bool{false, true} {
+				t.Run(fmt.Sprintf("blind transfer new call-id=%v", newID), func(t *testing.T) {
+					pbx := siptest.Start(t, siptest.Options{Network: network, Username: user, Password: pass})
+					h := start(t, pbx, []string{"201", "202"}, nil)
+					a := pbx.Inbound("201", "0612345678", "0201234567")
+					a.Answer()
+					waitFor(t, "answered", func() bool { return h.rec.count() == 2 })
+					b := a.BlindTransfer("202", siptest.TransferOptions{NewCallID: newID, Replaces: newID})
+					waitFor(t, "transfer", func() bool { return h.rec.count() == 4 })
+					b.Answer()
+					waitFor(t, "answered", func() bool { return h.rec.count() == 5 })
+					b.Hangup("remote-bye")
+					bRing, bAns, bEnd := sig(b, events.Ringing, ""), sig(b, events.Answered, ""), sig(b, events.Ended, "remote-bye")
+					if newID {
+						bRing.LinkedCallID, bAns.LinkedCallID, bEnd.LinkedCallID = a.CallID, a.CallID, a.CallID
+					} else if b.CallID != a.CallID {
+						t.Fatal("fake PBX changed the call id")
+					}
+					h.expect(t, []events.Signal{
+						sig(a, events.Ringing, ""), sig(a, events.Answered, ""),
+						sig(a, events.Ended, "local-bye"), bRing, bAns, bEnd,
+					})
+				})
+			}
+			t.Run("in progress before subscribing", func(t *testing.T) {
+				pbx := siptest.Start(t, siptest.Options{Network: network, Username: user, Password: pass})
+				leg := pbx.Inbound("201", "0612345678", "0201234567")
+				leg.Answer()
+				h := start(t, pbx, []string{"201"}, nil)
+				waitFor(t, "answered", func() bool { return h.rec.count() == 1 })
+				leg.Hangup("remote-bye")
+				h.expect(t, []events.Signal{sig(leg, events.Answered, ""), sig(leg, events.Ended, "remote-bye")})
+			})
+		})
+	}
+}
+
+var _ = errors.New
+
+func TestMain(m *testing.M) {
+	// sipgo logs some things (TCP reference counts at close, late
+	// retransmissions) through its package default logger only.
+	gosip.SetDefaultLogger(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
+}

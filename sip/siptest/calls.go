@@ -1,0 +1,226 @@
+package siptest
+
+import (
+	"bytes"
+	"encoding/xml"
+	"slices"
+	"strconv"
+)
+
+// Leg is one dialog on one extension of the fake PBX: an inbound call
+// ringing at or answered by an agent, or an agent's outbound call. Its
+// methods change the dialog and notify every subscriber of the extension.
+type Leg struct {
+	p *PBX
+	// ID is the dialog id in documents; CallID the SIP Call-ID of the call.
+	ID, CallID string
+	// Ext is the extension the dialog is on.
+	Ext string
+	// Remote is the other party's number, RemoteName its display name.
+	Remote, RemoteName string
+	// DID is the company number an inbound caller dialled ("" for none).
+	DID string
+	// Outbound is true for a call the agent placed.
+	Outbound bool
+
+	seq        int
+	state      string
+	event      string
+	localTag   string
+	remoteTag  string
+	replaces   string
+	referredBy string
+}
+
+// TransferOptions shape the new dialog of a blind transfer.
+type TransferOptions struct {
+	// NewCallID gives the transferred call a new Call-ID (some PBXs do).
+	NewCallID bool
+	// Replaces announces the old Call-ID in a <replaces> element.
+	Replaces bool
+}
+
+// Inbound makes an outside caller (from, dialling did) ring extension ext.
+func (p *PBX) Inbound(ext, from, did string) *Leg {
+	return p.newLeg(&Leg{Ext: ext, Remote: from, DID: did, CallID: token(10) + "@pbx.test"}, "early")
+}
+
+// Outbound makes extension ext call the outside number to (ringing at the far end).
+func (p *PBX) Outbound(ext, to string) *Leg {
+	return p.newLeg(&Leg{Ext: ext, Remote: to, Outbound: true, CallID: token(10) + "@pbx.test"}, "early")
+}
+
+func (p *PBX) newLeg(l *Leg, state string) *Leg {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l.p = p
+	l.ID = token(6)
+	l.localTag, l.remoteTag = token(4), token(4)
+	l.seq = int(p.legSeq())
+	l.state = state
+	p.calls[l.ID] = l
+	p.changed(l)
+	return l
+}
+
+func (p *PBX) legSeq() int64 {
+	p.seq++
+	return p.seq
+}
+
+// Answer confirms the dialog.
+func (l *Leg) Answer() { l.set("confirmed", "") }
+
+// Hangup terminates the dialog; event is the RFC 4235 event attribute
+// ("remote-bye" when the customer hung up, "local-bye" for the agent).
+func (l *Leg) Hangup(event string) { l.set("terminated", event) }
+
+// Cancel ends a ringing dialog that was never answered (a missed call).
+func (l *Leg) Cancel() { l.set("terminated", "cancelled") }
+
+// BlindTransfer ends this leg and rings extension to with the same caller,
+// as PBXs show a blind transfer: the agent's dialog ends and a new dialog
+// starts on the next extension.
+func (l *Leg) BlindTransfer(to string, o TransferOptions) *Leg {
+	next := &Leg{Ext: to, Remote: l.Remote, RemoteName: l.RemoteName, DID: l.DID, Outbound: l.Outbound, CallID: l.CallID,
+		referredBy: "sip:" + l.Ext + "@" + l.p.opts.Domain}
+	if o.NewCallID {
+		next.CallID = token(10) + "@pbx.test"
+		if o.Replaces {
+			next.replaces = l.CallID
+		}
+	}
+	l.Hangup("local-bye")
+	return l.p.newLeg(next, "early")
+}
+
+func (l *Leg) set(state, event string) {
+	p := l.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, live := p.calls[l.ID]; !live {
+		return
+	}
+	l.state, l.event = state, event
+	p.changed(l)
+	if state == "terminated" {
+		delete(p.calls, l.ID)
+	}
+}
+
+// changed notifies the subscribers of l's extension; p.mu is held.
+func (p *PBX) changed(l *Leg) {
+	for _, s := range p.subs {
+		if s.ext != l.Ext {
+			continue
+		}
+		v := s.nextVersion()
+		state := "full"
+		if p.opts.Partial {
+			state = "partial"
+		}
+		s.enqueue(notifyJob{state: "active", body: p.document(s.ext, v, state, l), ver: v})
+	}
+}
+
+// document renders the state of ext; p.mu is held. A partial document
+// carries only the changed leg.
+func (p *PBX) document(ext string, version uint64, state string, changed *Leg) []byte {
+	var legs []*Leg
+	if state == "partial" && changed != nil {
+		legs = []*Leg{changed}
+	} else {
+		for _, l := range p.calls {
+			if l.Ext == ext {
+				legs = append(legs, l)
+			}
+		}
+		slices.SortFunc(legs, func(a, b *Leg) int { return a.seq - b.seq })
+	}
+	var b bytes.Buffer
+	b.WriteString(`<?xml version="1.0"?>` + "\n")
+	b.WriteString(`<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="` + strconv.FormatUint(version, 10) +
+		`" state="` + state + `" entity="` + esc("sip:"+ext+"@"+p.opts.Domain) + `">`)
+	if p.opts.Style == Asterisk {
+		p.asteriskDialog(&b, ext, legs)
+	} else {
+		for _, l := range legs {
+			p.kamailioDialog(&b, l)
+		}
+	}
+	b.WriteString("</dialog-info>\n")
+	return b.Bytes()
+}
+
+func (p *PBX) kamailioDialog(b *bytes.Buffer, l *Leg) {
+	dom := p.opts.Domain
+	dir := "recipient"
+	if l.Outbound {
+		dir = "initiator"
+	}
+	b.WriteString(`<dialog id="` + esc(l.ID) + `" call-id="` + esc(l.CallID) + `" local-tag="` + esc(l.localTag) +
+		`" remote-tag="` + esc(l.remoteTag) + `" direction="` + dir + `">`)
+	b.WriteString(`<state`)
+	if l.event != "" {
+		b.WriteString(` event="` + esc(l.event) + `"`)
+	}
+	b.WriteString(`>` + l.state + `</state>`)
+	if l.replaces != "" {
+		b.WriteString(`<replaces call-id="` + esc(l.replaces) + `" local-tag="x" remote-tag="y"/>`)
+	}
+	if l.referredBy != "" {
+		b.WriteString(`<referred-by>` + esc(l.referredBy) + `</referred-by>`)
+	}
+	remote := "sip:" + l.Remote + "@" + dom
+	b.WriteString(`<remote><identity`)
+	if l.RemoteName != "" {
+		b.WriteString(` display="` + esc(l.RemoteName) + `"`)
+	}
+	b.WriteString(`>` + esc(remote) + `</identity><target uri="` + esc(remote) + `"/></remote>`)
+	local := "sip:" + l.Ext + "@" + dom
+	if l.DID != "" && !l.Outbound {
+		local = "sip:" + l.DID + "@" + dom
+	}
+	b.WriteString(`<local><identity>` + esc(local) + `</identity><target uri="` + esc("sip:"+l.Ext+"@"+dom) + `"/></local>`)
+	b.WriteString(`</dialog>`)
+}
+
+// asteriskDialog renders extension state as Asterisk PJSIP does: answered
+// wins over ringing; the caller is shown only while ringing.
+func (p *PBX) asteriskDialog(b *bytes.Buffer, ext string, legs []*Leg) {
+	state := "terminated"
+	var ringing *Leg
+	for _, l := range legs {
+		switch l.state {
+		case "confirmed":
+			state = "confirmed"
+		case "early":
+			if l.Outbound { // Asterisk reports a ringing outbound call as in use
+				state = "confirmed"
+				continue
+			}
+			if state != "confirmed" {
+				state, ringing = "early", l
+			}
+		}
+	}
+	dom := p.opts.Domain
+	if state != "early" {
+		b.WriteString(`<dialog id="` + esc(ext) + `"><state>` + state + `</state></dialog>`)
+		return
+	}
+	remote := "sip:" + ringing.Remote + "@" + dom
+	b.WriteString(`<dialog id="` + esc(ext) + `" direction="recipient"><remote><identity`)
+	if ringing.RemoteName != "" {
+		b.WriteString(` display="` + esc(ringing.RemoteName) + `"`)
+	}
+	b.WriteString(`>` + esc(remote) + `</identity><target uri="` + esc(remote) + `"/></remote>`)
+	b.WriteString(`<local><identity>` + esc(remote) + `</identity><target uri="` + esc("sip:"+ext+"@"+dom) + `"/></local>`)
+	b.WriteString(`<state>early</state></dialog>`)
+}
+
+func esc(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
