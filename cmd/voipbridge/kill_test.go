@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/voipbridge/voipbridge/robin/robintest"
+)
+
+// buildBinary compiles voipbridge once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "voipbridge")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProcess runs the binary and waits until it answers /healthz.
+func startProcess(t *testing.T, bin, addr string, env []string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), env...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			if testing.Verbose() {
+				t.Log("bridge:", s.Text())
+			}
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("bridge did not come up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKillNineLosesNothing starts the real binary, posts a burst of calls,
+// kills it with SIGKILL while most events are still undelivered, restarts
+// it on the same journal, and checks that ROBIN received every event, at
+// most one of them twice (the one in flight at the kill).
+func TestKillNineLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	fake := robintest.NewServer(robintest.Options{APIKey: "kill-key"})
+	defer fake.Close()
+	// A slow helpdesk, so that the queue is still long when the bridge dies.
+	target, _ := url.Parse(fake.URL())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(60 * time.Millisecond)
+		proxy.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	env := []string{
+		"HTTP_ADDR=" + addr, "DATA_DIR=" + dir, "LOG_FORMAT=json", "LOG_LEVEL=info",
+		"ROBIN_API_URL=" + slow.URL, "ROBIN_PRESENCE_URL=" + slow.URL + "/api/v1", "ROBIN_API_KEY=kill-key",
+		"WEBHOOK_TOKEN=kill-token", "TRANSFER_WINDOW=0s", "DELIVERY_WORKERS=1",
+	}
+	cmd := startProcess(t, bin, addr, env)
+
+	const calls = 60
+	post := func(body string) {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer kill-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("webhook answered %d", resp.StatusCode)
+		}
+	}
+	for i := range calls {
+		post(fmt.Sprintf(`{"call_id":"k%d","event":"answered","from":"+3161234%04d","to":"+31858770023","extension":"201"}`, i, i))
+		post(fmt.Sprintf(`{"call_id":"k%d","event":"ended","from":"+3161234%04d","to":"+31858770023","extension":"201"}`, i, i))
+	}
+	// Every post was acknowledged. Let some events through, then kill.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := fake.WaitEvents(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	before := len(fake.Events())
+	if before >= 2*calls {
+		t.Fatalf("all %d events were delivered before the kill; the test proves nothing", before)
+	}
+	t.Logf("killed with %d of %d events delivered", before, 2*calls)
+
+	cmd = startProcess(t, bin, addr, env)
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("after SIGTERM the bridge exited with %v, want 0", err)
+		}
+	}()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel2()
+	unique := func() map[string]int {
+		m := map[string]int{}
+		for _, r := range fake.Events() {
+			m[r.Event.ID+"/"+string(r.Event.Type)]++
+		}
+		return m
+	}
+	for len(unique()) < 2*calls {
+		select {
+		case <-ctx2.Done():
+			t.Fatalf("after the restart ROBIN has %d of %d distinct events", len(unique()), 2*calls)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	dups := 0
+	for k, n := range unique() {
+		if n > 1 {
+			dups += n - 1
+			t.Logf("received twice: %s", k)
+		}
+	}
+	for i := range calls {
+		for _, typ := range []string{"Answered", "Disconnected"} {
+			if unique()[fmt.Sprintf("k%d/%s", i, typ)] == 0 {
+				t.Errorf("lost: k%d %s", i, typ)
+			}
+		}
+	}
+	if dups > 1 {
+		t.Fatalf("%d duplicates; at most the one event in flight may repeat", dups)
+	}
+	for _, r := range fake.Events() {
+		if r.OutOfOrder {
+			t.Errorf("out of order at ROBIN: %+v", r.Event)
+		}
+	}
+}
