@@ -146,6 +146,7 @@ func TestClientSendRequest(t *testing.T) {
 			srv, got := ctServer(t, ctStatus(http.StatusCreated, ""))
 			c := ctClient(t, srv.URL, "", 0)
 			if err := c.Send(t.Context(), tt.ev); err != nil {
+				ctNoSecrets(t, err)
 				t.Fatalf("Send: %v", err)
 			}
 			reqs := got()
@@ -359,6 +360,7 @@ func TestClientRetryAfter(t *testing.T) {
 	t.Run("absent", func(t *testing.T) {
 		srv, _ := ctServer(t, ctStatus(http.StatusTooManyRequests, "Too Many Requests"))
 		err := ctClient(t, srv.URL, "", 0).Send(t.Context(), ctEvent())
+		ctNoSecrets(t, err)
 		if d, ok := events.RetryAfterOf(err); ok {
 			t.Errorf("RetryAfterOf = %v, want none", d)
 		}
@@ -557,6 +559,7 @@ func TestClientPresence(t *testing.T) {
 			})
 			c := ctClient(t, srv.URL, ctSecret, 0)
 			online, err := c.Presence(t.Context(), "WhatsApp", "+31858770023")
+			ctNoSecrets(t, err)
 			if err != nil {
 				t.Fatalf("Presence: %v", err)
 			}

@@ -108,7 +108,8 @@ type Request struct {
 // Fault is a failure the server plays instead of (or after) its normal
 // behaviour. Fields are considered in this order: Hang, Reset, DropAck, Status.
 type Fault struct {
-	// Status is answered instead of processing the request (e.g. 500, 503, 401, 400) ...
+	// Status is answered instead of processing the request (for example 500,
+	// 503, 401 or 400), with Body and RetryAfter.
 	Status int
 	// Body is the body of the Status answer.
 	Body string
