@@ -203,7 +203,7 @@ func loadScript(t *testing.T, name string) *threecxtest.Script {
 	return sc
 }
 
-// sig builds an expected signal of the inbound customer 0123456789 on DID
+// sig builds an expected signal of the inbound customer 0891234567 on DID
 // 0301234567 (the scripts' default); options change the rest.
 func sig(call, leg, ext string, st events.State, opts ...func(*events.Signal)) events.Signal {
 	s := events.Signal{
@@ -211,7 +211,7 @@ func sig(call, leg, ext string, st events.State, opts ...func(*events.Signal)) e
 		CallID:    call,
 		LegID:     leg,
 		Extension: ext,
-		Remote:    "0123456789",
+		Remote:    "0891234567",
 		Dialled:   "0301234567",
 		Direction: events.Inbound,
 		State:     st,

@@ -9,6 +9,7 @@ import (
 // vocabularies (message types, reasons, states), never ids or secrets.
 type metrics struct {
 	received   *prometheus.CounterVec // by message type
+	processed  prometheus.Counter
 	dropped    *prometheus.CounterVec // by reason
 	signals    *prometheus.CounterVec // by state
 	resyncs    *prometheus.CounterVec // by reason
@@ -24,6 +25,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "voipbridge_threecx_messages_received_total",
 			Help: "3CX Call Control WebSocket messages received, by event type.",
 		}, []string{"type"}),
+		processed: f.NewCounter(prometheus.CounterOpts{
+			Name: "voipbridge_threecx_messages_processed_total",
+			Help: "3CX WebSocket messages completely handled: their signals journaled, or dropped as unusable.",
+		}),
 		dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "voipbridge_threecx_messages_dropped_total",
 			Help: "3CX messages and payloads that could not be used, by reason.",

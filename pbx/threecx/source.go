@@ -262,6 +262,7 @@ func (s *Source) session(ctx context.Context) error {
 		if err := s.handle(ctx, data); err != nil {
 			return err
 		}
+		s.m.processed.Inc()
 	}
 }
 

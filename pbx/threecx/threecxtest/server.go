@@ -45,6 +45,7 @@ type Stats struct {
 	Snapshots     int // GET /callcontrol
 	EntityGets    int // GET of a participant or DN
 	Connections   int // WebSocket upgrades accepted
+	Queued        int // WebSocket messages queued, counted once per socket
 	Sent          int // WebSocket messages written
 }
 
@@ -338,6 +339,7 @@ func (s *Server) broadcast(msg []byte) {
 	for c := range s.conns {
 		select {
 		case c.out <- msg:
+			s.stats.Queued++
 		default:
 			c.drop()
 		}
