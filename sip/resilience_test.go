@@ -1,0 +1,221 @@
+package sip_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/sip"
+	"github.com/voipbridge/voipbridge/sip/siptest"
+)
+
+func inDialogRefreshes(pbx *siptest.PBX, callID string) int {
+	n := 0
+	for _, s := range pbx.Subscribes() {
+		if s.CallID == callID && s.InDialog && s.Expires > 0 && s.Status == 200 {
+			n++
+		}
+	}
+	return n
+}
+
+func lastSubscription(pbx *siptest.PBX, ext string) string {
+	id := ""
+	for _, s := range pbx.Subscribes() {
+		if s.Ext == ext && s.Status == 200 && s.Expires > 0 {
+			id = s.CallID
+		}
+	}
+	return id
+}
+
+func TestRefreshAfterIntervalTooBrief(t *testing.T) {
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			pbx := siptest.Start(t, siptest.Options{Network: network, Username: user, Password: pass, MinExpires: 2, NonceUses: 1})
+			h := start(t, pbx, []string{"201"}, func(c *sip.Config, _ *sip.Options) { c.Expires = 1 })
+			first := lastSubscription(pbx, "201")
+			// Granted 2 s: refreshed in-dialog after 1 s, again and again, each
+			// time through a stale-nonce challenge (NonceUses 1).
+			waitFor(t, "two refreshes", func() bool { return inDialogRefreshes(pbx, first) >= 2 })
+			var saw423, sawStale bool
+			for _, s := range pbx.Subscribes() {
+				saw423 = saw423 || s.Status == 423
+				sawStale = sawStale || (s.InDialog && s.Status == 401)
+			}
+			if !saw423 || !sawStale {
+				t.Errorf("423 seen %v, stale challenge on refresh seen %v", saw423, sawStale)
+			}
+			if got := lastSubscription(pbx, "201"); got != first {
+				t.Errorf("subscription replaced instead of refreshed")
+			}
+			// Calls still come through.
+			leg := pbx.Inbound("201", "0612345678", "")
+			leg.Cancel()
+			h.expect(t, []events.Signal{sig(leg, events.Ringing, ""), sig(leg, events.Ended, "cancelled")})
+		})
+	}
+}
+
+func TestResubscribeAfterPBXForgetsOrTerminates(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Username: user, Password: pass, Proxy: true})
+	h := start(t, pbx, []string{"201", "202"}, func(c *sip.Config, _ *sip.Options) { c.Expires = 2 })
+	first := lastSubscription(pbx, "201")
+
+	pbx.Forget() // a PBX restart: the next refresh gets 481
+	waitFor(t, "new subscription after 481", func() bool {
+		id := lastSubscription(pbx, "201")
+		return id != "" && id != first && pbx.Subscribed("201") == 1
+	})
+	second := lastSubscription(pbx, "202")
+	pbx.Terminate("202", "deactivated", 0)
+	waitFor(t, "new subscription after termination", func() bool {
+		id := lastSubscription(pbx, "202")
+		return id != second && pbx.Subscribed("202") == 1
+	})
+	var saw481 bool
+	for _, s := range pbx.Subscribes() {
+		saw481 = saw481 || s.Status == 481
+	}
+	if !saw481 {
+		t.Error("no refresh was refused with 481")
+	}
+	waitFor(t, "both active", func() bool { return h.mon.Status().Active == 2 })
+	leg := pbx.Inbound("202", "0612345678", "")
+	leg.Answer()
+	waitFor(t, "answered", func() bool { return h.rec.count() == 2 })
+	leg.Hangup("remote-bye")
+	h.expect(t, []events.Signal{sig(leg, events.Ringing, ""), sig(leg, events.Answered, ""), sig(leg, events.Ended, "remote-bye")})
+}
+
+func TestJournalOutageIsRetriedByThePBX(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Username: user, Password: pass, RetryNotify: 5})
+	h := start(t, pbx, []string{"201"}, nil)
+	failures := 2
+	h.rec.setFail(func(events.Signal) error {
+		if failures > 0 {
+			failures--
+			return errors.New("stream unavailable")
+		}
+		return nil
+	})
+	leg := pbx.Inbound("201", "0612345678", "0201234567")
+	h.expect(t, []events.Signal{sig(leg, events.Ringing, "")})
+	var statuses []int
+	for _, n := range pbx.Notifies() {
+		if n.Body != "" && n.Version > 0 {
+			statuses = append(statuses, n.Status)
+		}
+	}
+	if len(statuses) != 3 || statuses[0] != 500 || statuses[1] != 500 || statuses[2] != 200 {
+		t.Errorf("NOTIFY answers %v, want 500 500 200", statuses)
+	}
+}
+
+func TestWrongPasswordDoesNotHammer(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Username: user, Password: "other"})
+	rec := &recorder{}
+	mon, err := sip.New(sip.Config{Server: pbx.Addr(), Listen: "127.0.0.1:0", Username: user, Password: pass,
+		Extensions: []string{"201"}, SubscribeRate: -1}, rec, sip.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{pbx: pbx, rec: rec, mon: mon}
+	_ = h
+	ctx, cancel := contextWithCancel()
+	done := make(chan error, 1)
+	go func() { done <- mon.Run(ctx) }()
+	waitFor(t, "failing", func() bool { return mon.Status().Failing == 1 })
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	<-done
+	if n := len(pbx.Subscribes()); n != 2 {
+		t.Errorf("%d SUBSCRIBEs with a wrong password, want 2 (challenge, refused answer)", n)
+	}
+	if st := mon.Status(); st.Running || st.Failing != 0 {
+		t.Errorf("status after stop %+v", st)
+	}
+}
+
+func TestAsteriskStylePBX(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Username: user, Password: pass, Style: siptest.Asterisk})
+	h := start(t, pbx, []string{"103"}, nil)
+	leg := pbx.Inbound("103", "0612345678", "")
+	waitFor(t, "ringing", func() bool { return h.rec.count() == 1 })
+	leg.Answer()
+	waitFor(t, "answered", func() bool { return h.rec.count() == 2 })
+	leg.Hangup("remote-bye")
+	waitFor(t, "ended", func() bool { return h.rec.count() == 3 })
+	got := h.rec.unique()
+	for i, st := range []events.State{events.Ringing, events.Answered, events.Ended} {
+		s := got[i]
+		if s.State != st || s.CallID != got[0].CallID || s.Remote != "sip:0612345678@pbx.test" || s.Direction != events.Inbound || s.LegID != "103@103" {
+			t.Errorf("signal %d: %+v", i, s)
+		}
+	}
+	if got[0].CallID == "" || got[0].CallID == leg.CallID {
+		t.Errorf("Asterisk sends no call-id; want an invented one, got %q", got[0].CallID)
+	}
+	if len(got) != 3 {
+		t.Errorf("%d signals, want 3", len(got))
+	}
+}
+
+func TestPartialDocuments(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Network: "tcp", Username: user, Password: pass, Partial: true})
+	h := start(t, pbx, []string{"201"}, nil)
+	a := pbx.Inbound("201", "0612345678", "")
+	b := pbx.Inbound("201", "0687654321", "")
+	waitFor(t, "two ringing", func() bool { return h.rec.count() == 2 })
+	a.Answer()
+	waitFor(t, "answered", func() bool { return h.rec.count() == 3 })
+	b.Cancel()
+	waitFor(t, "b missed", func() bool { return h.rec.count() == 4 })
+	a.Hangup("local-bye")
+	h.expect(t, []events.Signal{
+		sig(a, events.Ringing, ""), sig(b, events.Ringing, ""), sig(a, events.Answered, ""),
+		sig(b, events.Ended, "cancelled"), sig(a, events.Ended, "local-bye"),
+	})
+}
+
+func TestShutdownUnsubscribesAndLeaksNothing(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		pbx, err := siptest.New(siptest.Options{Network: "tcp", Username: user, Password: pass})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pbx.Close()
+		h := start(t, pbx, []string{"201", "202", "203"}, nil)
+		h.stop()
+		for _, ext := range []string{"201", "202", "203"} {
+			if n := pbx.Subscribed(ext); n != 0 {
+				t.Errorf("%s still subscribed at the PBX after shutdown", ext)
+			}
+		}
+		var unsub int
+		for _, s := range pbx.Subscribes() {
+			if s.Expires == 0 && s.Status == 200 {
+				unsub++
+			}
+		}
+		if unsub != 3 {
+			t.Errorf("%d unsubscribes, want 3", unsub)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
