@@ -20,7 +20,7 @@ func benchBridge(b *testing.B, fake *robintest.Server) (*Bridge, func()) {
 	b.Helper()
 	cfg, err := LoadConfig([]string{
 		"HTTP_ADDR=127.0.0.1:0", "DATA_DIR=" + b.TempDir(), "ROBIN_API_URL=" + fake.URL(),
-		"ROBIN_PRESENCE_URL=" + fake.PresenceURL(), "ROBIN_API_KEY=test-key", "WEBHOOK_TOKEN=t", "TRANSFER_WINDOW=0s",
+		"ROBIN_PRESENCE_URL=" + fake.PresenceURL(), "ROBIN_API_KEY=test-key", "WEBHOOK_TOKEN=t", "TRANSFER_WINDOW=0s", "ROBIN_RATE_LIMITS=100000/1s",
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -34,6 +34,8 @@ type Bridge struct {
 	tracker  *events.Tracker
 	disp     *events.Dispatcher
 	robin    *robin.Client
+	quota    *robin.Quota
+	breaker  *robin.Breaker
 	mux      *http.ServeMux
 	srv      *http.Server
 	ln       net.Listener
@@ -87,8 +89,30 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	}); err != nil {
 		return nil, err
 	}
+	if b.quota, err = b.newQuota(ctx); err != nil {
+		return nil, err
+	}
+	breakerState := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "voipbridge_breaker_state", Help: "1 for the helpdesk circuit breaker's current state.",
+	}, []string{"state"})
+	b.reg.MustRegister(breakerState)
+	setBreaker := func(st string) {
+		for _, s := range []string{"closed", "half-open", "open"} {
+			v := 0.0
+			if s == st {
+				v = 1
+			}
+			breakerState.WithLabelValues(s).Set(v)
+		}
+	}
+	setBreaker("closed")
+	b.breaker = robin.NewBreaker(robin.BreakerOptions{
+		Failures: cfg.Quota.BreakerFailures, Interval: cfg.Quota.BreakerInterval, Logger: log, OnState: setBreaker,
+	})
+	sink := newCountingSink(b.robin, b.reg)
 	b.disp = events.NewDispatcher(events.DispatcherOptions{
-		Journal: b.journal, Sink: b.robin, Logger: log, Metrics: metrics, Workers: cfg.DeliveryWorkers,
+		Journal: b.journal, Sink: sink, Limiter: quotaLimiter{b.quota}, Gate: b.breaker,
+		Logger: log, Metrics: metrics, Workers: cfg.DeliveryWorkers, BackoffMax: cfg.Quota.RetryMax,
 	})
 
 	b.mux = http.NewServeMux()
@@ -107,8 +131,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		if r := b.disp.Paused(); r != "" {
 			return fmt.Errorf("paused: %s", r)
 		}
+		if st := b.breaker.State(); st != "closed" {
+			return fmt.Errorf("helpdesk unreachable: circuit breaker %s", st)
+		}
 		return nil
 	})
+
+	b.mountAdmin()
 
 	allow, err := webhook.ParseCIDRs(cfg.WebhookAllowCIDRs)
 	if err != nil {

@@ -51,6 +51,7 @@ func startBridgeWith(t *testing.T, fake *robintest.Server, dir string, env ...st
 		"ROBIN_API_KEY=test-key",
 		"WEBHOOK_TOKEN=test-token",
 		"TRANSFER_WINDOW=300ms",
+		"ROBIN_RATE_LIMITS=1000/1s",
 	}
 	cfg, err := LoadConfig(append(base, env...))
 	if err != nil {

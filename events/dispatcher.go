@@ -362,7 +362,7 @@ func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
 	switch class {
 	case Permanent:
 		d.log.Warn("helpdesk rejected event; dead-lettered", "call_id", it.env.Event.ID, "event", it.env.Event.Type, "err", err)
-		d.deadLetter(sendCtx, it, statusOf(err), err.Error(), class.String())
+		d.deadLetter(sendCtx, it, statusOf(err), bodyOf(err), class.String())
 		release(true)
 	case RateLimited:
 		wait, ok := RetryAfterOf(err)
@@ -502,6 +502,15 @@ func statusOf(err error) int {
 		return s.StatusCode()
 	}
 	return 0
+}
+
+// bodyOf returns the helpdesk's answer if the error carries it, else the error text.
+func bodyOf(err error) string {
+	var b interface{ ResponseBody() string }
+	if errors.As(err, &b) && b.ResponseBody() != "" {
+		return b.ResponseBody()
+	}
+	return err.Error()
 }
 
 func statusLabel(err error) string {

@@ -1,0 +1,50 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/robin"
+)
+
+// helpdeskRequests counts every request to the helpdesk by endpoint and status class.
+func helpdeskRequests(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "voipbridge_helpdesk_requests_total", Help: "Requests to the helpdesk, by endpoint and status class (2xx, 4xx, 5xx, error).",
+	}, []string{"endpoint", "status"})
+	reg.MustRegister(c)
+	return c
+}
+
+// statusClass is the metric label of a request's outcome.
+func statusClass(err error) string {
+	if err == nil {
+		return "2xx"
+	}
+	var re *robin.Error
+	if errors.As(err, &re) && re.Status > 0 {
+		return strconv.Itoa(re.Status/100) + "xx"
+	}
+	return "error"
+}
+
+// countingSink counts register-event requests.
+type countingSink struct {
+	sink     events.Sink
+	requests *prometheus.CounterVec
+}
+
+func newCountingSink(s events.Sink, reg prometheus.Registerer) *countingSink {
+	return &countingSink{sink: s, requests: helpdeskRequests(reg)}
+}
+
+func (c *countingSink) Send(ctx context.Context, e events.Event) error {
+	err := c.sink.Send(ctx, e)
+	if !errors.Is(err, context.Canceled) {
+		c.requests.WithLabelValues("registerevent", statusClass(err)).Inc()
+	}
+	return err
+}
