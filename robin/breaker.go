@@ -55,7 +55,7 @@ func NewBreaker(o BreakerOptions) *Breaker {
 			return err == nil || events.ClassOf(err) != events.Retryable
 		},
 		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled)
+			return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			switch to {
