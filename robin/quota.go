@@ -209,13 +209,14 @@ type WindowUsage struct {
 // than the instant counted; leave headroom with Share if the helpdesk's own
 // clock must never see a burst.
 //
-// The record is exact for windows up to one minute (a timestamp log) and
-// counts longer windows in buckets of 1/3600 of the window whose oldest,
-// partly expired bucket still counts in full, so the Quota may admit a
-// request up to one bucket (one second of an hour) later than an exact
-// limiter, never earlier. The wall clock is the time base: if it jumps
-// forward, recorded requests age faster than they should. A Quota is safe
-// for concurrent use.
+// The record is exact for windows up to one minute with limits up to 1000
+// (a timestamp log) and counts other windows in buckets of 1/3600 of the
+// window whose oldest, partly expired bucket still counts in full, so the
+// Quota may admit a request up to one bucket (one second of an hour) later
+// than an exact limiter, never earlier. The wall clock is the time base: if
+// it jumps forward, recorded requests age faster than they should; if it
+// steps back, new requests are recorded at the newest recorded instant.
+// A Quota is safe for concurrent use.
 type Quota struct {
 	store   QuotaStore
 	now     func() time.Time

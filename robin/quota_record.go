@@ -421,8 +421,16 @@ func bucketQuotaItems(items []quotaItem, width, from int64) []quotaBucket {
 // is its first index, later gaps count the empty buckets since the
 // previous run.
 
-// encode appends the record (after advance) to buf.
+// encode appends the record (after advance) to buf; with a nil buf it
+// allocates once, for the typical size.
 func (st *quotaState) encode(buf []byte, now int64) []byte {
+	if buf == nil {
+		size := 32 + 6*len(st.log)
+		for _, s := range st.series {
+			size += 24 + 2*len(s.b)
+		}
+		buf = make([]byte, 0, size)
+	}
 	buf = append(buf, quotaRecordVersion)
 	buf = binary.AppendUvarint(buf, uint64(max(now, 0)))
 	buf = binary.AppendUvarint(buf, uint64(st.logHorizon))

@@ -38,8 +38,10 @@ type kvQuotaStore struct {
 // compare-and-set. The bucket needs no history beyond the latest value
 // (History 1); for a record that survives power loss the server must sync
 // every write, and for one that survives losing a node the bucket needs
-// replicas. Every process that shares the key must use the same windows.
-// Deleting the key forgets every recorded request.
+// replicas. Every process that shares the key must use the same windows,
+// and their clocks must agree: the record holds wall-clock instants, so a
+// process whose clock runs d ahead sees the others' requests leave the
+// windows up to d early. Deleting the key forgets every recorded request.
 func NewKVQuotaStore(kv jetstream.KeyValue, key string) QuotaStore {
 	return &kvQuotaStore{kv: kv, key: key}
 }
