@@ -36,6 +36,8 @@ type Bridge struct {
 	robin    *robin.Client
 	quota    *robin.Quota
 	breaker  *robin.Breaker
+	requests *prometheus.CounterVec // requests to the helpdesk, by endpoint and status class
+	numbers  *phone.Normalizer
 	mux      *http.ServeMux
 	srv      *http.Server
 	ln       net.Listener
@@ -57,7 +59,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 			b.close()
 		}
 	}()
-	numbers, err := phone.New(phone.Options{Region: cfg.PhoneRegion, OutsideLinePrefix: cfg.OutsideLinePrefix, InternalMaxDigits: cfg.InternalMaxDigits})
+	b.numbers, err = phone.New(phone.Options{Region: cfg.PhoneRegion, OutsideLinePrefix: cfg.OutsideLinePrefix, InternalMaxDigits: cfg.InternalMaxDigits})
 	if err != nil {
 		return nil, fmt.Errorf("PHONE_REGION/OUTSIDE_LINE_PREFIX: %w", err)
 	}
@@ -72,7 +74,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	}
 	metrics := events.NewMetrics(b.reg)
 	if b.tracker, err = events.NewTracker(ctx, events.TrackerOptions{
-		Journal: b.journal, Numbers: numbers, Dir: b.dir, Logger: log, Metrics: metrics,
+		Journal: b.journal, Numbers: b.numbers, Dir: b.dir, Logger: log, Metrics: metrics,
 		Policies: events.Policies{
 			ReportMissed:    cfg.MissedCalls == "report",
 			ReportInternal:  cfg.InternalCalls == "report",
@@ -109,7 +111,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	b.breaker = robin.NewBreaker(robin.BreakerOptions{
 		Failures: cfg.Quota.BreakerFailures, Interval: cfg.Quota.BreakerInterval, Logger: log, OnState: setBreaker,
 	})
-	sink := newCountingSink(b.robin, b.reg)
+	b.requests = helpdeskRequests(b.reg)
+	sink := newCountingSink(b.robin, b.requests)
 	b.disp = events.NewDispatcher(events.DispatcherOptions{
 		Journal: b.journal, Sink: sink, Limiter: quotaLimiter{b.quota}, Gate: b.breaker,
 		Logger: log, Metrics: metrics, Workers: cfg.DeliveryWorkers, BackoffMax: cfg.Quota.RetryMax,
@@ -150,6 +153,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	env.Webhook(webhook.Source, &webhook.Generic{Journal: b.journal, Logger: log}, http.MethodPost, http.MethodGet)
 
 	b.runCtx, b.stopRun = context.WithCancelCause(context.WithoutCancel(ctx))
+	if err := startPresence(b.runCtx, cfg.Presence, &presenceEnv{
+		Client: b.robin, Quota: b.quota, Breaker: b.breaker, Numbers: b.numbers,
+		Requests: b.requests, Registry: b.reg, Log: log, Mux: b.mux, b: b,
+	}); err != nil {
+		b.stopRun(err)
+		return nil, err
+	}
 	for _, start := range []func() error{
 		func() error { return startSIP(b.runCtx, cfg.SIP, env) },
 		func() error { return startThreeCX(b.runCtx, cfg.ThreeCX, env) },

@@ -37,8 +37,8 @@ type countingSink struct {
 	requests *prometheus.CounterVec
 }
 
-func newCountingSink(s events.Sink, reg prometheus.Registerer) *countingSink {
-	return &countingSink{sink: s, requests: helpdeskRequests(reg)}
+func newCountingSink(s events.Sink, requests *prometheus.CounterVec) *countingSink {
+	return &countingSink{sink: s, requests: requests}
 }
 
 func (c *countingSink) Send(ctx context.Context, e events.Event) error {
