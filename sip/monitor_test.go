@@ -150,6 +150,12 @@ func (h *harness) expect(t *testing.T, want []events.Signal) {
 	waitFor(t, fmt.Sprintf("%d signals", len(want)), func() bool { return len(h.rec.unique()) >= len(want) })
 	// Give a wrong extra signal a chance to show up before comparing.
 	waitFor(t, "PBX settled", h.pbx.Settled)
+	h.compare(t, want)
+}
+
+// compare checks the journal holds exactly want.
+func (h *harness) compare(t *testing.T, want []events.Signal) {
+	t.Helper()
 	got := byLeg(h.rec.unique())
 	want = byLeg(want)
 	for _, s := range got {
