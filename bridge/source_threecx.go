@@ -2,7 +2,12 @@ package bridge
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/voipbridge/voipbridge/pbx/threecx"
 )
@@ -44,11 +49,16 @@ func startThreeCX(ctx context.Context, c ThreeCXConfig, env *sourceEnv) error {
 	if c.URL == "" {
 		return nil
 	}
+	kv, err := env.Journal.KeyValue(ctx, threecxBucket, "3CX legs reported and not yet ended, per PBX", env.b.cfg.NATSReplicas)
+	if err != nil {
+		return fmt.Errorf("3cx: %w", err)
+	}
 	src, err := threecx.New(threecx.Options{
 		Config:     c.source(),
 		Journal:    env.Journal,
 		Logger:     env.Log,
 		Registerer: env.Registry,
+		Store:      newThreeCXStore(kv, c),
 	})
 	if err != nil {
 		return err
@@ -62,4 +72,56 @@ func startThreeCX(ctx context.Context, c ThreeCXConfig, env *sourceEnv) error {
 	})
 	env.Log.Info("3CX source configured", "threecx", c.source())
 	return nil
+}
+
+// threecxBucket keeps the 3CX source's open legs across restarts, so that a
+// call that ended while the bridge was down ends at the first snapshot rather
+// than on the call timeout.
+const threecxBucket = "VOIPBRIDGE_THREECX_LEGS"
+
+// threecxStore is a threecx.Store in a JetStream key-value bucket. Keys are
+// prefixed with a digest of the PBX URL and client id, so that bridges that
+// share a NATS but follow different PBXs do not see each other's legs.
+type threecxStore struct {
+	kv     jetstream.KeyValue
+	prefix string
+}
+
+func newThreeCXStore(kv jetstream.KeyValue, c ThreeCXConfig) *threecxStore {
+	h := sha256.Sum256([]byte(c.URL + "\x00" + c.ClientID))
+	return &threecxStore{kv: kv, prefix: "p" + hex.EncodeToString(h[:8]) + "."}
+}
+
+func (s *threecxStore) Put(ctx context.Context, key string, value []byte) error {
+	_, err := s.kv.Put(ctx, s.prefix+key, value)
+	return err
+}
+
+func (s *threecxStore) Delete(ctx context.Context, key string) error {
+	err := s.kv.Delete(ctx, s.prefix+key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (s *threecxStore) All(ctx context.Context) (map[string][]byte, error) {
+	w, err := s.kv.Watch(ctx, s.prefix+">", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	out := map[string][]byte{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			// A nil entry marks the end of the stored values.
+			if !ok || e == nil {
+				return out, nil
+			}
+			out[e.Key()[len(s.prefix):]] = e.Value()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }

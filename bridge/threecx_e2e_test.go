@@ -27,14 +27,18 @@ func startThreeCXBridge(t *testing.T, sc *threecxtest.Script, env ...string) (*t
 	// Cleanups run last-in first-out: the bridge (registered by startBridge
 	// below) stops before the fake.
 	t.Cleanup(srv.Close)
-	tb := startBridge(t, append([]string{
+	tb := startBridge(t, append(threecxEnv(base), env...)...)
+	threecxWaitUntil(t, "the 3CX source is connected", func() bool { return threecxMetric(t, tb, "voipbridge_threecx_connected") == 1 })
+	return tb, srv
+}
+
+func threecxEnv(base string) []string {
+	return []string{
 		"THREECX_URL=" + base,
 		"THREECX_CLIENT_ID=bridge",
 		"THREECX_CLIENT_SECRET=" + threecxSecret,
 		"PHONE_REGION=DE",
-	}, env...)...)
-	threecxWaitUntil(t, "the 3CX source is connected", func() bool { return threecxMetric(t, tb, "voipbridge_threecx_connected") == 1 })
-	return tb, srv
+	}
 }
 
 // play performs the script's steps, after each waiting until the source has
@@ -105,6 +109,38 @@ func TestThreeCXCallsEndToEnd(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestThreeCXRestart: a call that ends while the bridge is stopped gets its
+// Disconnected from the first snapshot after the restart (the source's open
+// legs survive in the journal's key-value store), not hours later from the
+// call timeout.
+func TestThreeCXRestart(t *testing.T) {
+	sc := &threecxtest.Script{DNs: []threecxtest.DN{{DN: "150", Type: "Wextension"}}}
+	tb, srv := startThreeCXBridge(t, sc)
+	call := map[string]any{
+		"dn": "150", "id": 8106, "callid": 1264, "status": "Ringing", "party_dn_type": "Wexternalline",
+		"party_caller_id": "0891234567", "party_did": "0301234567", "originated_by_dn": "ROUTER",
+	}
+	for _, status := range []string{"Ringing", "Connected"} {
+		call["status"] = status
+		if err := srv.Upsert(call, threecxtest.Send); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.WaitEvents(t, 1)
+	tb.Stop(t)
+	srv.Remove("150", "8106", threecxtest.Send)
+
+	tb2 := startBridgeWith(t, tb.Robin, tb.Dir, threecxEnv(srv.URL())...)
+	tb2.WaitEvents(t, 2)
+	want := []wantEvent{
+		{"Answered", "1264", "150", "+49891234567", "+49301234567", "Inbound"},
+		{"Disconnected", "1264", "150", "+49891234567", "+49301234567", "Inbound"},
+	}
+	if d := cmp.Diff(want, eventsOf(tb2.Settle(t))); d != "" {
+		t.Fatalf("events at ROBIN (-want +got):\n%s", d)
 	}
 }
 

@@ -107,3 +107,60 @@ func TestDNTypes(t *testing.T) {
 		}
 	})
 }
+
+// TestRestart: a call that ends while the bridge is not running still ends
+// at the first snapshot after the restart, when the source has a Store.
+// Without one (the control case) it cannot: 3CX replays nothing.
+func TestRestart(t *testing.T) {
+	R, A, E := events.Ringing, events.Answered, events.Ended
+	for _, withStore := range []bool{true, false} {
+		t.Run(map[bool]string{true: "store", false: "no store"}[withStore], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := setup{dns: []threecxtest.DN{{DN: "150", Type: "Wextension"}, {DN: "151", Type: "Wextension"}}}
+				store := newMemStore()
+				if withStore {
+					s.store = store
+				}
+				h := startHarness(t, s)
+				base := map[string]any{
+					"callid": 1264, "party_dn_type": "Wexternalline", "party_caller_id": "0891234567",
+					"party_did": "0301234567", "originated_by_dn": "ROUTER",
+				}
+				upsert := func(fields map[string]any) {
+					t.Helper()
+					for k, v := range base {
+						if _, ok := fields[k]; !ok {
+							fields[k] = v
+						}
+					}
+					if err := h.srv.Upsert(fields, threecxtest.Send); err != nil {
+						t.Fatal(err)
+					}
+					h.settle()
+				}
+				upsert(map[string]any{"dn": "150", "id": 8106, "status": "Ringing"})
+				upsert(map[string]any{"dn": "151", "id": 8107, "status": "Ringing"})
+				upsert(map[string]any{"dn": "150", "id": 8106, "status": "Connected"})
+				h.stopSource()
+				// While the bridge is down, 151 stops ringing and the call ends.
+				h.srv.Remove("151", "8107", threecxtest.Send)
+				h.srv.Remove("150", "8106", threecxtest.Send)
+				h.startSource()
+				h.settle()
+				h.stop()
+				want := []events.Signal{
+					sig("1264", "8106", "150", R),
+					sig("1264", "8107", "151", R),
+					sig("1264", "8106", "150", A),
+				}
+				if withStore {
+					want = append(want, sig("1264", "8106", "150", E, gone), sig("1264", "8107", "151", E, gone))
+					if n := store.len(); n != 0 {
+						t.Errorf("%d legs left in the store after every call ended", n)
+					}
+				}
+				checkSignals(t, h.journal.all(), want)
+			})
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -84,12 +85,16 @@ type harness struct {
 	logs    *syncBuffer
 	cancel  context.CancelFunc
 	done    chan error
+	base    string
+	client  *http.Client
+	setup   setup
 }
 
 type setup struct {
 	fake   threecxtest.Options
 	config func(*threecx.Config)
 	dns    []threecxtest.DN
+	store  threecx.Store
 }
 
 func startHarness(t *testing.T, s setup) *harness {
@@ -101,35 +106,57 @@ func startHarness(t *testing.T, s setup) *harness {
 	for _, d := range s.dns {
 		srv.SetDN(d.DN, d.Type)
 	}
-	base, client := srv.StartMemory()
-	cfg := threecx.Config{URL: base, ClientID: testClientID, ClientSecret: testSecret}
-	if s.config != nil {
-		s.config(&cfg)
-	}
 	h := &harness{
 		t:       t,
 		srv:     srv,
 		journal: &recordingJournal{},
-		reg:     prometheus.NewRegistry(),
 		logs:    &syncBuffer{},
-		done:    make(chan error, 1),
 	}
+	h.base, h.client = srv.StartMemory()
+	h.setup = s
+	h.startSource()
+	return h
+}
+
+// startSource starts a new Source (a restart of the bridge: same journal,
+// same store, fresh metrics) and waits until it has done what it can.
+func (h *harness) startSource() {
+	h.t.Helper()
+	cfg := threecx.Config{URL: h.base, ClientID: testClientID, ClientSecret: testSecret}
+	if h.setup.config != nil {
+		h.setup.config(&cfg)
+	}
+	h.reg = prometheus.NewRegistry()
 	src, err := threecx.New(threecx.Options{
 		Config:     cfg,
 		Journal:    h.journal,
 		Logger:     slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: h.reg,
-		HTTPClient: client,
+		HTTPClient: h.client,
+		Store:      h.setup.store,
 	})
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	h.src = src
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
+	h.done = make(chan error, 1)
 	go func() { h.done <- src.Run(ctx) }()
 	synctest.Wait()
-	return h
+}
+
+// stopSource stops the running Source and waits for Run to return.
+func (h *harness) stopSource() {
+	h.t.Helper()
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	if err := <-h.done; err != nil {
+		h.t.Errorf("Run returned %v, want nil after cancel", err)
+	}
 }
 
 // settle lets a couple of fake minutes pass (enough for any reconnect
@@ -150,10 +177,7 @@ func (h *harness) play(sc *threecxtest.Script) {
 // stop ends the source and the fake, and checks that no secret was logged.
 func (h *harness) stop() {
 	h.t.Helper()
-	h.cancel()
-	if err := <-h.done; err != nil {
-		h.t.Errorf("Run returned %v, want nil after cancel", err)
-	}
+	h.stopSource()
 	h.srv.Close()
 	if logs := h.logs.String(); bytesContains(logs, testSecret) || bytesContains(logs, "fake-token-") {
 		h.t.Errorf("the log contains the secret or a token:\n%s", logs)
@@ -265,4 +289,42 @@ func (j *recordingJournal) failOnce(st events.State) {
 		}
 		return nil
 	}
+}
+
+// memStore is an in-memory threecx.Store.
+type memStore struct {
+	mu   sync.Mutex
+	data map[string][]byte
+}
+
+func newMemStore() *memStore { return &memStore{data: map[string][]byte{}} }
+
+func (m *memStore) Put(_ context.Context, k string, v []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.data[k] = slices.Clone(v)
+	return nil
+}
+
+func (m *memStore) Delete(_ context.Context, k string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.data, k)
+	return nil
+}
+
+func (m *memStore) All(context.Context) (map[string][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]byte, len(m.data))
+	for k, v := range m.data {
+		out[k] = slices.Clone(v)
+	}
+	return out, nil
+}
+
+func (m *memStore) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.data)
 }

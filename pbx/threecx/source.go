@@ -101,17 +101,22 @@ type Options struct {
 	// PingInterval is how often the WebSocket is pinged to notice a dead
 	// connection (default 30s).
 	PingInterval time.Duration
+	// Store, when set, keeps the reported legs across restarts, so that
+	// calls that ended while the bridge was down end at the first snapshot.
+	Store Store
 }
 
 // Source follows one 3CX PBX and journals a signal for every change of a
-// participant. Create it with New and start it with Run.
+// participant. Create it with New and start it with Run (once).
 type Source struct {
 	log       *slog.Logger
 	journal   Journal
 	api       *api
 	m         *metrics
 	book      *book
+	store     Store
 	connected atomic.Bool
+	drops     map[string]*dropLog
 
 	minBackoff, maxBackoff, ping time.Duration
 
@@ -143,6 +148,8 @@ func New(o Options) (*Source, error) {
 		journal:    o.Journal,
 		m:          newMetrics(o.Registerer),
 		book:       newBook(o.Config.QueueDNs),
+		store:      o.Store,
+		drops:      make(map[string]*dropLog),
 		minBackoff: cmpOr(o.MinBackoff, time.Second),
 		maxBackoff: cmpOr(o.MaxBackoff, time.Minute),
 		ping:       cmpOr(o.PingInterval, 30*time.Second),
@@ -177,6 +184,9 @@ func (s *Source) Connected() bool { return s.connected.Load() }
 // connection: what was not journaled is derived again from the snapshot of
 // the next one, never dropped.
 func (s *Source) Run(ctx context.Context) error {
+	if err := s.restore(ctx); err != nil {
+		s.log.Warn("3CX legs of the last run not restored; calls that ended meanwhile end on the call timeout", "err", err)
+	}
 	failures := 0
 	lastErr := ""
 	for {
@@ -312,8 +322,7 @@ func (s *Source) handle(ctx context.Context, data []byte) error {
 		if reason == reasonUnknownType {
 			s.m.received.WithLabelValues(m.Type.String()).Inc()
 		}
-		s.m.dropped.WithLabelValues(reason).Inc()
-		s.log.Warn("3CX message dropped", "reason", reason, "err", err)
+		s.drop(reason, err)
 		return nil
 	}
 	s.m.received.WithLabelValues(m.Type.String()).Inc()
@@ -364,8 +373,7 @@ func (s *Source) upsert(ctx context.Context, entity string) error {
 	if !ok {
 		// DN and device entities change too; only participants make signals.
 		if !strings.HasPrefix(entity, "/callcontrol/") {
-			s.m.dropped.WithLabelValues(reasonBadEntity).Inc()
-			s.log.Warn("3CX message dropped", "reason", reasonBadEntity)
+			s.drop(reasonBadEntity, errors.New("entity is not a /callcontrol path"))
 		}
 		return nil
 	}
@@ -395,8 +403,7 @@ func (s *Source) upsert(ctx context.Context, entity string) error {
 		err = decodeErr(reasonParticipant, errors.New("id does not match the entity"))
 	}
 	if err != nil {
-		s.m.dropped.WithLabelValues(reasonParticipant).Inc()
-		s.log.Warn("3CX participant dropped", "reason", reasonParticipant, "err", err)
+		s.drop(reasonParticipant, err)
 		return nil
 	}
 	if pd, ok := s.book.observe(path, p, now); ok {
@@ -473,6 +480,32 @@ func (s *Source) resync(ctx context.Context, reason string) error {
 	return nil
 }
 
+// dropLog limits the log lines about dropped messages to one per reason and
+// minute: a PBX that sends garbage all day must not flood the log. The
+// counter counts every drop.
+type dropLog struct {
+	last       time.Time
+	suppressed int
+}
+
+const dropLogEvery = time.Minute
+
+func (s *Source) drop(reason string, err error) {
+	s.m.dropped.WithLabelValues(reason).Inc()
+	d := s.drops[reason]
+	if d == nil {
+		d = &dropLog{}
+		s.drops[reason] = d
+	}
+	now := time.Now()
+	if !d.last.IsZero() && now.Sub(d.last) < dropLogEvery {
+		d.suppressed++
+		return
+	}
+	s.log.Warn("3CX message dropped", "reason", reason, "err", err, "dropped_since_last_log", d.suppressed)
+	d.last, d.suppressed = now, 0
+}
+
 // publishTimeout bounds one journal write.
 const publishTimeout = 30 * time.Second
 
@@ -485,6 +518,7 @@ func (s *Source) emit(ctx context.Context, pd pending) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	s.book.commit(pd, time.Now())
+	s.persist(ctx, pd.path)
 	s.m.signals.WithLabelValues(string(pd.sig.State)).Inc()
 	s.log.Debug("3CX signal", "call_id", pd.sig.CallID, "ext", pd.sig.Extension, "event", pd.sig.State, "leg_id", pd.sig.LegID)
 	return nil

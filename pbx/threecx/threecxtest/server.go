@@ -71,6 +71,7 @@ type Server struct {
 	mux     *http.ServeMux
 	wg      sync.WaitGroup
 	closers []func()
+	url     string
 }
 
 type wsConn struct {
@@ -130,8 +131,16 @@ func (s *Server) StartHTTP() string {
 	hs := httptest.NewServer(s)
 	s.mu.Lock()
 	s.closers = append(s.closers, hs.Close)
+	s.url = hs.URL
 	s.mu.Unlock()
 	return hs.URL
+}
+
+// URL returns the base URL StartHTTP returned last, or "".
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
 }
 
 // StartMemory serves the fake on an in-memory network, for tests inside a
