@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,7 +109,7 @@ func (c *quotaCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, u := range c.q.Usage() {
-		w := u.Window.Per.String()
+		_, w, _ := strings.Cut(u.Window.String(), "/") // "1s", "1m", "1h", "1d"
 		ch <- prometheus.MustNewConstMetric(quotaUsedDesc, prometheus.GaugeValue, float64(u.Used), w)
 		ch <- prometheus.MustNewConstMetric(quotaRemainingDesc, prometheus.GaugeValue, float64(u.Remaining), w)
 	}

@@ -99,6 +99,7 @@ type Dispatcher struct {
 	paused   time.Time // no delivery before this
 	reason   string    // why delivery is paused
 	failing  bool      // a retryable failure is being retried (log once)
+	probing  bool      // after a pause, one delivery is in flight as the probe
 }
 
 // NewDispatcher prepares delivery; Run starts it.
@@ -244,6 +245,8 @@ func (d *Dispatcher) next(ctx context.Context) (*item, *lane) {
 		bestPrio := PriorityNormal + 1
 		if now.Before(d.paused) {
 			wait = d.paused.Sub(now)
+		} else if d.reason != "" && d.probing {
+			// Paused until a probe succeeds: one at a time.
 		} else {
 			for _, l := range d.lanes {
 				if l.inflight || len(l.items) == 0 {
@@ -264,6 +267,9 @@ func (d *Dispatcher) next(ctx context.Context) (*item, *lane) {
 		}
 		if best != nil {
 			bestLane.inflight = true
+			if d.reason != "" {
+				d.probing = true
+			}
 			d.mu.Unlock()
 			return best, bestLane
 		}
@@ -309,6 +315,7 @@ func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
 	release := func(done bool) {
 		d.mu.Lock()
 		l.inflight = false
+		d.probing = false
 		if done {
 			l.items = l.items[1:]
 			d.buffered--

@@ -170,7 +170,7 @@ type QuotaOptions struct {
 	Share float64
 	// PresenceReserve is the part of every (shared) limit that only presence
 	// look-ups may use, in [0, 1) (ROBIN_PRESENCE_RESERVE): other requests
-	// may use floor(limit*(1-PresenceReserve)) of each window, at least 1.
+	// may use limit-floor(limit*PresenceReserve) of each window, at least 1.
 	// It is taken as given, so zero means no reserve; the configuration
 	// layer supplies DefaultPresenceReserve.
 	PresenceReserve float64
@@ -270,7 +270,9 @@ func NewQuota(ctx context.Context, o QuotaOptions) (*Quota, error) {
 		}
 		seen[w.Per] = true
 		lim := quotaFloor(float64(w.Limit) * share)
-		norm := quotaFloor(float64(lim) * (1 - o.PresenceReserve))
+		// The reserve is rounded down: 10 % of a 3/s window is no whole
+		// request, so events keep all three; of 180/min it keeps 18.
+		norm := max(lim-int(math.Floor(float64(lim)*o.PresenceReserve+1e-7)), 1)
 		wins = append(wins, quotaWinSpec{per: int64(w.Per), limit: w.Limit, lim: lim, norm: norm})
 		eff = append(eff, Window{Limit: lim, Per: w.Per})
 	}

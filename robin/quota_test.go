@@ -303,12 +303,12 @@ func TestQuotaLimits(t *testing.T) {
 		reserve float64
 		want    lims
 	}{
-		{"defaults", 0, DefaultPresenceReserve, lims{[]int{3, 180, 10000, 100000}, []int{2, 162, 9000, 90000}}},
+		{"defaults", 0, DefaultPresenceReserve, lims{[]int{3, 180, 10000, 100000}, []int{3, 162, 9000, 90000}}},
 		{"no reserve", 1, 0, lims{[]int{3, 180, 10000, 100000}, []int{3, 180, 10000, 100000}}},
-		{"share 0.6", 0.6, 0.1, lims{[]int{1, 108, 6000, 60000}, []int{1, 97, 5400, 54000}}},
-		{"share 0.7", 0.7, 0.3, lims{[]int{2, 126, 7000, 70000}, []int{1, 88, 4900, 49000}}},
+		{"share 0.6", 0.6, 0.1, lims{[]int{1, 108, 6000, 60000}, []int{1, 98, 5400, 54000}}},
+		{"share 0.7", 0.7, 0.3, lims{[]int{2, 126, 7000, 70000}, []int{2, 89, 4900, 49000}}},
 		{"tiny share keeps 1", 0.001, 0.5, lims{[]int{1, 1, 10, 100}, []int{1, 1, 5, 50}}},
-		{"big reserve keeps 1", 1, 0.99, lims{[]int{3, 180, 10000, 100000}, []int{1, 1, 100, 1000}}},
+		{"big reserve keeps 1", 1, 0.99, lims{[]int{3, 180, 10000, 100000}, []int{1, 2, 100, 1000}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -466,7 +466,9 @@ func TestQuotaPresenceReserve(t *testing.T) {
 	for _, reserve := range []float64{DefaultPresenceReserve, 0} {
 		t.Run(fmt.Sprintf("reserve=%v", reserve), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				windows := mustQuotaWindows(t, DefaultWindows)
+				// A 1 s window large enough that a tenth of it is a whole
+				// request (the reserve is rounded down).
+				windows := mustQuotaWindows(t, "10/1s,600/1m,10000/1h,100000/1d")
 				q := newTestQuota(t, QuotaOptions{Windows: windows, PresenceReserve: reserve})
 				ctx, cancel := context.WithCancel(context.Background())
 				var normal, all quotaRecorder
@@ -513,16 +515,16 @@ func TestQuotaPresenceReserve(t *testing.T) {
 				if v := quotaViolations(all.starts, windows); v != nil {
 					t.Errorf("window violations:\n%s", strings.Join(v, "\n"))
 				}
-				share := mustQuotaWindows(t, "2/1s,162/1m,9000/1h,90000/1d")
+				share := mustQuotaWindows(t, "9/1s,540/1m,9000/1h,90000/1d")
 				if reserve == 0 {
 					share = windows
 				}
 				if v := quotaViolations(normal.starts, share); v != nil {
 					t.Errorf("normal traffic exceeded its share:\n%s", strings.Join(v, "\n"))
 				}
-				// Normal traffic still uses its whole share, less the one slot
-				// the blocking presence request took ahead of it.
-				if got, want := len(normal.starts), quotaGreedyCount(share, time.Since(start))-1; got < want {
+				// Normal traffic still uses its whole share, less the slots
+				// the two presence requests took in the same second.
+				if got, want := len(normal.starts), quotaGreedyCount(share, time.Since(start))-2; got < want {
 					t.Errorf("normal traffic started %d requests in %v, want at least %d", got, time.Since(start), want)
 				}
 			})
