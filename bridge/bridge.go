@@ -67,7 +67,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		return nil, fmt.Errorf("extensions: %w", err)
 	}
 	if b.journal, err = events.OpenJournal(ctx, events.JournalOptions{
-		DataDir: cfg.DataDir, URL: cfg.NATSURL, Replicas: cfg.NATSReplicas,
+		DataDir: cfg.DataDir, URL: cfg.NATSURL, Replicas: cfg.NATSReplicas, Name: cfg.JournalName,
 		SignalRetention: cfg.SignalRetention, Logger: log,
 	}); err != nil {
 		return nil, err

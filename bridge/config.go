@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/voipbridge/voipbridge/events"
 )
 
 // Config is every setting of the bridge, read from environment variables.
@@ -27,6 +28,7 @@ type Config struct {
 	DataDir         string        `env:"DATA_DIR" envDefault:"./data"`
 	NATSURL         string        `env:"NATS_URL"`
 	NATSReplicas    int           `env:"NATS_REPLICAS" envDefault:"1"`
+	JournalName     string        `env:"JOURNAL_NAME"`
 	SignalRetention time.Duration `env:"SIGNAL_RETENTION" envDefault:"168h"`
 
 	RobinAPIURL      string        `env:"ROBIN_API_URL" envDefault:"https://api.robinhq.com"`
@@ -129,6 +131,9 @@ func (c *Config) validate() error {
 	}
 	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
 		bad("NATS_REPLICAS %d: want 1 to 5", c.NATSReplicas)
+	}
+	if !events.ValidJournalName(c.JournalName) {
+		bad("JOURNAL_NAME %q: want at most 32 letters, digits, - or _", c.JournalName)
 	}
 	if c.SignalRetention < time.Hour {
 		bad("SIGNAL_RETENTION %s: want at least 1h", c.SignalRetention)

@@ -65,7 +65,7 @@ func (b *Bridge) newQuota(ctx context.Context) (*robin.Quota, error) {
 	if err != nil {
 		return nil, err
 	}
-	kv, err := b.journal.KeyValue(ctx, quotaBucket, "requests started to the helpdesk, per API key", b.cfg.NATSReplicas)
+	kv, err := b.journal.SharedKeyValue(ctx, quotaBucket, "requests started to the helpdesk, per API key", b.cfg.NATSReplicas)
 	if err != nil {
 		return nil, err
 	}

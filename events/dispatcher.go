@@ -145,7 +145,7 @@ func (d *Dispatcher) Paused() string {
 // Run delivers until ctx is cancelled; deliveries in flight then finish (or
 // stay journaled) before it returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	cons, err := d.o.Journal.js.OrderedConsumer(ctx, EventsStream, jetstream.OrderedConsumerConfig{
+	cons, err := d.o.Journal.js.OrderedConsumer(ctx, d.o.Journal.n.events, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
@@ -456,7 +456,7 @@ func (d *Dispatcher) deadLetter(ctx context.Context, it *item, status int, body,
 	}
 	data, _ := json.Marshal(DeadLetter{Envelope: it.env, Status: status, Body: body, Reason: reason, Time: time.Now().UTC()})
 	if err := retry(ctx, func() error {
-		_, err := d.o.Journal.js.Publish(ctx, deadLettersSubject+"."+subjectToken(it.env.Source), data,
+		_, err := d.o.Journal.js.Publish(ctx, d.o.Journal.n.deadSubj+"."+subjectToken(it.env.Source), data,
 			jetstream.WithMsgID(fmt.Sprintf("dl|%s|%d", it.env.MsgID, it.seq)))
 		return err
 	}); err != nil {

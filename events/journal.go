@@ -17,17 +17,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream and subject names of the journal. They are part of the on-disk
-// format: changing them orphans a journal written by an older version.
+// Stream and bucket names of the journal (with JournalOptions.Name, each is
+// prefixed "<name>_"). They are part of the on-disk format: changing them
+// orphans a journal written by an older version.
 const (
 	SignalsStream     = "SIGNALS"
 	EventsStream      = "EVENTS"
 	DeadLettersStream = "DEADLETTERS"
 	CallsBucket       = "CALLS"
-
-	signalsSubject     = "voipbridge.signals"
-	eventsSubject      = "voipbridge.events"
-	deadLettersSubject = "voipbridge.deadletters"
 
 	// dedupWindow is how long JetStream remembers a message id. A PBX or the
 	// tracker repeating itself within it is stored once; the tracker's own
@@ -45,8 +42,41 @@ type JournalOptions struct {
 	Replicas int
 	// SignalRetention is how long raw signals are kept for audit and replay.
 	SignalRetention time.Duration
+	// Name, when set, prefixes the journal's streams, subjects and buckets,
+	// so that several bridges can keep separate journals on one NATS
+	// (letters, digits, - and _).
+	Name string
 	// Logger receives the journal's own state changes.
 	Logger *slog.Logger
+}
+
+// names are the streams, buckets and subject prefixes of one journal.
+type names struct {
+	signals, events, dead, calls      string
+	signalsSubj, eventsSubj, deadSubj string
+}
+
+func journalNames(name string) names {
+	if name == "" {
+		return names{SignalsStream, EventsStream, DeadLettersStream, CallsBucket,
+			"voipbridge.signals", "voipbridge.events", "voipbridge.deadletters"}
+	}
+	p := name + "_"
+	return names{p + SignalsStream, p + EventsStream, p + DeadLettersStream, p + CallsBucket,
+		"voipbridge." + name + ".signals", "voipbridge." + name + ".events", "voipbridge." + name + ".deadletters"}
+}
+
+// ValidJournalName reports whether name can prefix stream and bucket names.
+func ValidJournalName(name string) bool {
+	if len(name) > 32 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Journal is the durable store between the PBX and the helpdesk: raw signals,
@@ -55,6 +85,7 @@ type JournalOptions struct {
 // before it is acknowledged (SyncAlways), so an acknowledged signal survives
 // kill -9 and power loss.
 type Journal struct {
+	n       names
 	log     *slog.Logger
 	srv     *server.Server // nil with an external server
 	lock    *os.File
@@ -78,7 +109,10 @@ func OpenJournal(ctx context.Context, o JournalOptions) (*Journal, error) {
 	if o.SignalRetention <= 0 {
 		o.SignalRetention = 7 * 24 * time.Hour
 	}
-	j := &Journal{log: o.Logger}
+	if !ValidJournalName(o.Name) {
+		return nil, fmt.Errorf("journal: name %q: want at most 32 letters, digits, - or _", o.Name)
+	}
+	j := &Journal{log: o.Logger, n: journalNames(o.Name)}
 	var err error
 	if o.URL == "" {
 		o.Replicas = 1
@@ -153,9 +187,9 @@ func (j *Journal) startEmbedded(dir string) error {
 func (j *Journal) setup(ctx context.Context, o JournalOptions) error {
 	var err error
 	j.signals, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        SignalsStream,
+		Name:        j.n.signals,
 		Description: "raw PBX signals, for the tracker, audit and replay",
-		Subjects:    []string{signalsSubject + ".>"},
+		Subjects:    []string{j.n.signalsSubj + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		MaxAge:      o.SignalRetention,
@@ -163,38 +197,47 @@ func (j *Journal) setup(ctx context.Context, o JournalOptions) error {
 		Replicas:    o.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("journal: stream %s: %w", SignalsStream, err)
+		return fmt.Errorf("journal: stream %s: %w", j.n.signals, err)
 	}
 	j.events, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        EventsStream,
+		Name:        j.n.events,
 		Description: "events waiting for delivery; removed once the helpdesk accepted them",
-		Subjects:    []string{eventsSubject + ".>"},
+		Subjects:    []string{j.n.eventsSubj + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  dedupWindow,
 		Replicas:    o.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("journal: stream %s: %w", EventsStream, err)
+		return fmt.Errorf("journal: stream %s: %w", j.n.events, err)
 	}
 	j.dead, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        DeadLettersStream,
+		Name:        j.n.dead,
 		Description: "events the helpdesk rejected, for inspection and replay",
-		Subjects:    []string{deadLettersSubject + ".>"},
+		Subjects:    []string{j.n.deadSubj + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    o.Replicas,
 	})
 	if err != nil {
-		return fmt.Errorf("journal: stream %s: %w", DeadLettersStream, err)
+		return fmt.Errorf("journal: stream %s: %w", j.n.dead, err)
 	}
-	j.calls, err = j.KeyValue(ctx, CallsBucket, "tracker state: one record per call in progress", o.Replicas)
+	j.calls, err = j.SharedKeyValue(ctx, j.n.calls, "tracker state: one record per call in progress", o.Replicas)
 	return err
 }
 
-// KeyValue creates or opens a key-value bucket in the journal (the tracker's
-// calls, the quota record).
+// KeyValue creates or opens a key-value bucket of this journal (a source's
+// state); with a journal name, the bucket's name is prefixed with it.
 func (j *Journal) KeyValue(ctx context.Context, bucket, description string, replicas int) (jetstream.KeyValue, error) {
+	if j.n.signals != SignalsStream {
+		bucket = strings.TrimSuffix(j.n.signals, SignalsStream) + bucket
+	}
+	return j.SharedKeyValue(ctx, bucket, description, replicas)
+}
+
+// SharedKeyValue creates or opens a key-value bucket under exactly this name,
+// shared by every journal on the same NATS (the quota record).
+func (j *Journal) SharedKeyValue(ctx context.Context, bucket, description string, replicas int) (jetstream.KeyValue, error) {
 	if replicas <= 0 {
 		replicas = 1
 	}
@@ -223,7 +266,7 @@ func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	subj := signalsSubject + "." + subjectToken(s.Source)
+	subj := j.n.signalsSubj + "." + subjectToken(s.Source)
 	if _, err := j.js.Publish(ctx, subj, data, jetstream.WithMsgID(s.Source+"|"+s.DedupKey)); err != nil {
 		return fmt.Errorf("journal: publish signal: %w", err)
 	}
@@ -237,7 +280,7 @@ func (j *Journal) publishEvent(ctx context.Context, env Envelope) error {
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	if _, err := j.js.Publish(ctx, eventsSubject+"."+subjectToken(env.Source), data, jetstream.WithMsgID(env.MsgID)); err != nil {
+	if _, err := j.js.Publish(ctx, j.n.eventsSubj+"."+subjectToken(env.Source), data, jetstream.WithMsgID(env.MsgID)); err != nil {
 		return fmt.Errorf("journal: publish event: %w", err)
 	}
 	return nil

@@ -97,7 +97,7 @@ func (t *Tracker) Applied() uint64 { return t.applied.Load() }
 // Run folds signals until ctx is cancelled. It returns nil on cancellation
 // and an error when the journal fails for good.
 func (t *Tracker) Run(ctx context.Context) error {
-	cons, err := t.o.Journal.js.OrderedConsumer(ctx, SignalsStream, jetstream.OrderedConsumerConfig{
+	cons, err := t.o.Journal.js.OrderedConsumer(ctx, t.o.Journal.n.signals, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   t.applied.Load() + 1,
 	})
