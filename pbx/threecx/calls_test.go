@@ -122,6 +122,14 @@ func TestCalls(t *testing.T) {
 			sig("1264", "8106", "150", E),
 		},
 	}, {
+		// The participant is gone when its late upsert is fetched (404):
+		// its last known state ends.
+		script: "late_upsert",
+		want: []events.Signal{
+			sig("1264", "8106", "150", R),
+			sig("1264", "8106", "150", E, gone),
+		},
+	}, {
 		script: "token_expiry",
 		want: []events.Signal{
 			sig("1264", "8106", "150", R),
@@ -273,5 +281,32 @@ func TestGarbageIsCountedAndDropped(t *testing.T) {
 			t.Errorf("connections = %d, want 1: bad messages must not cost the socket", got)
 		}
 		h.stop()
+	})
+}
+
+// TestFetchFailureTakesSnapshot: when the GET of a changed participant fails,
+// the change is not lost: the source reads a snapshot instead.
+func TestFetchFailureTakesSnapshot(t *testing.T) {
+	sc := loadScript(t, "answered_inbound")
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, setup{dns: sc.DNs})
+		for i, st := range sc.Steps {
+			if i == 1 {
+				h.srv.FailParticipantGets(1)
+			}
+			if err := h.srv.Apply(st); err != nil {
+				t.Fatal(err)
+			}
+			h.settle()
+		}
+		if got := h.counter("voipbridge_threecx_snapshots_total", "reason", "fetch_failed"); got != 1 {
+			t.Errorf("snapshots after a failed fetch = %v, want 1", got)
+		}
+		h.stop()
+		checkSignals(t, h.journal.all(), []events.Signal{
+			sig("1264", "8106", "150", events.Ringing),
+			sig("1264", "8106", "150", events.Answered),
+			sig("1264", "8106", "150", events.Ended),
+		})
 	})
 }

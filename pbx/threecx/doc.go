@@ -8,7 +8,9 @@
 // of that path. 3CX does not replay what a client missed, so every (re)connect
 // and every gap in the message sequence is answered with a new snapshot that is
 // diffed against the last known state: a participant that disappeared in the
-// meantime still gets its end.
+// meantime still gets its end. With a Store, the known state survives a
+// restart of the bridge, so the same holds for calls that ended while the
+// bridge was down.
 //
 // One 3CX participant is one leg of a call (Signal.LegID is the participant id,
 // Signal.CallID the PBX-wide callid). Only a participant in status Connected on

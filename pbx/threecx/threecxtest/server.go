@@ -65,6 +65,7 @@ type Server struct {
 	held    [][]byte // messages held back, for Release
 	down    bool
 	closed  bool
+	failGet int // participant GETs still to fail with 500
 	conns   map[*wsConn]struct{}
 	stats   Stats
 
@@ -314,6 +315,13 @@ func (s *Server) DropConnections() {
 	}
 }
 
+// FailParticipantGets makes the next n GETs of a participant fail with 500.
+func (s *Server) FailParticipantGets(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failGet = n
+}
+
 // ExpireTokens makes every token issued so far invalid: the next request
 // with one gets 401.
 func (s *Server) ExpireTokens() {
@@ -457,6 +465,12 @@ func (s *Server) dnObject(dn string) map[string]any {
 func (s *Server) participant(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.EntityGets++
+	if s.failGet > 0 {
+		s.failGet--
+		s.mu.Unlock()
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
 	obj, ok := s.parts[path(r.PathValue("dn"), r.PathValue("id"))]
 	var body []byte
 	if ok {
