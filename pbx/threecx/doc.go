@@ -17,6 +17,10 @@
 // an agent extension is an answer; Dialing and Ringing are ringing, and
 // participants on queues, IVRs, route points and other non-extension DNs are
 // reported with an empty Extension so that they keep the call alive without
-// answering it. The source never decides what is a helpdesk event: the tracker
+// answering it. A participant whose other party is an extension (a call
+// between two extensions, such as the consultation of an attended transfer)
+// makes no signal: both of its legs would be agents, which the tracker would
+// read as a transfer. It is reported once its party turns out to be outside
+// the company. The source never decides what is a helpdesk event: the tracker
 // does.
 package threecx

@@ -108,6 +108,7 @@ type DecodeError struct {
 	Err    error
 }
 
+// Error returns the reason and the decoder's complaint, never the payload.
 func (e *DecodeError) Error() string {
 	if e.Err == nil {
 		return "3cx: " + e.Reason
@@ -115,6 +116,7 @@ func (e *DecodeError) Error() string {
 	return "3cx: " + e.Reason + ": " + e.Err.Error()
 }
 
+// Unwrap returns the decoder's error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 func decodeErr(reason string, err error) error { return &DecodeError{Reason: reason, Err: err} }
