@@ -24,6 +24,8 @@ type QuotaConfig struct {
 	BreakerInterval time.Duration `env:"ROBIN_BREAKER_INTERVAL" envDefault:"30s"`
 	// RetryMax bounds the backoff between retries of a failing delivery.
 	RetryMax time.Duration `env:"ROBIN_RETRY_MAX" envDefault:"5m"`
+	// AuthProbe is how often delivery is tried while ROBIN refuses the key.
+	AuthProbe time.Duration `env:"ROBIN_AUTH_PROBE" envDefault:"1m"`
 }
 
 func (c QuotaConfig) validate() error {
@@ -42,6 +44,9 @@ func (c QuotaConfig) validate() error {
 	}
 	if c.BreakerInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("ROBIN_BREAKER_INTERVAL %s: want at least 100ms", c.BreakerInterval))
+	}
+	if c.AuthProbe < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("ROBIN_AUTH_PROBE %s: want at least 100ms", c.AuthProbe))
 	}
 	if c.RetryMax < time.Second {
 		errs = append(errs, fmt.Errorf("ROBIN_RETRY_MAX %s: want at least 1s", c.RetryMax))
