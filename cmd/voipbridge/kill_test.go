@@ -185,3 +185,69 @@ func TestKillNineLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestKillNineDuringOutage: ROBIN is down, the bridge holds the events and is
+// killed; restarted, it recovers when ROBIN does and delivers everything,
+// in order per call.
+func TestKillNineDuringOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	fake := robintest.NewServer(robintest.Options{APIKey: "kill-key"})
+	defer fake.Close()
+	fake.SetFault(robintest.Fault{Status: 503})
+	dir, addr := t.TempDir(), freeAddr(t)
+	env := []string{
+		"HTTP_ADDR=" + addr, "DATA_DIR=" + dir, "LOG_FORMAT=json",
+		"ROBIN_API_URL=" + fake.URL(), "ROBIN_PRESENCE_URL=" + fake.PresenceURL(), "ROBIN_API_KEY=kill-key",
+		"WEBHOOK_TOKEN=kill-token", "TRANSFER_WINDOW=0s", "ROBIN_BREAKER_INTERVAL=300ms", "ROBIN_RETRY_MAX=1s",
+		"ROBIN_RATE_LIMITS=1000/1s",
+	}
+	cmd := startProcess(t, bin, addr, env)
+	const calls = 20
+	for i := range calls {
+		for _, ev := range []string{"answered", "ended"} {
+			body := fmt.Sprintf(`{"call_id":"o%d","event":%q,"from":"+3161234%04d","extension":"201"}`, i, ev, i)
+			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer kill-token")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("webhook: %v %v", err, resp)
+			}
+			resp.Body.Close()
+		}
+	}
+	time.Sleep(time.Second) // the outage goes on; events wait in the journal
+	if n := len(fake.Events()); n != 0 {
+		t.Fatalf("%d events accepted during the outage", n)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+
+	cmd = startProcess(t, bin, addr, env)
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	time.Sleep(500 * time.Millisecond)
+	fake.SetFault(robintest.Fault{}) // ROBIN is back
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got, err := fake.WaitEvents(ctx, 2*calls)
+	if err != nil {
+		t.Fatalf("after recovery ROBIN has %d of %d events: %v", len(fake.Events()), 2*calls, err)
+	}
+	answered := map[string]bool{}
+	for _, r := range got {
+		if r.Event.Type == "Answered" {
+			answered[r.Event.ID] = true
+		} else if !answered[r.Event.ID] {
+			t.Errorf("%s: Disconnected before Answered", r.Event.ID)
+		}
+		if r.Duplicate || r.OutOfOrder {
+			t.Errorf("ROBIN flagged %+v (duplicate %v, out of order %v)", r.Event, r.Duplicate, r.OutOfOrder)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/voipbridge/voipbridge/robin/robintest"
+)
+
+// TestTwoBridgesShareOneQuota: two bridge processes with their own journals
+// on one external NATS server, using one ROBIN key, stay within the key's
+// limits together: ROBIN (which allows a little more than the bridges are
+// configured for) sees no window exceeded. Each bridge alone would use the
+// whole configured rate, so without sharing the two would exceed it.
+func TestTwoBridgesShareOneQuota(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, SyncAlways: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	defer ns.Shutdown()
+
+	fake := robintest.NewServer(robintest.Options{APIKey: "shared-key", Limits: []robintest.Limit{{N: 5, Per: time.Second}, {N: 20, Per: 5 * time.Second}}})
+	defer fake.Close()
+	bin := buildBinary(t)
+	var addrs []string
+	for _, name := range []string{"east", "west"} {
+		addr := freeAddr(t)
+		addrs = append(addrs, addr)
+		cmd := startProcess(t, bin, addr, []string{
+			"HTTP_ADDR=" + addr, "NATS_URL=" + ns.ClientURL(), "JOURNAL_NAME=" + name, "LOG_FORMAT=json",
+			"ROBIN_API_URL=" + fake.URL(), "ROBIN_PRESENCE_URL=" + fake.PresenceURL(), "ROBIN_API_KEY=shared-key",
+			"ROBIN_RATE_LIMITS=4/1s,16/5s", "ROBIN_PRESENCE_RESERVE=0", "WEBHOOK_TOKEN=tok", "TRANSFER_WINDOW=0s",
+		})
+		defer func() { cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	}
+	const calls = 8
+	for i, addr := range addrs {
+		for c := range calls {
+			for _, ev := range []string{"answered", "ended"} {
+				body := fmt.Sprintf(`{"call_id":"b%d-%d","event":%q,"from":"+316123%02d%03d","extension":"201"}`, i, c, ev, i, c)
+				req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer tok")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != http.StatusAccepted {
+					t.Fatalf("webhook: %v %v", err, resp)
+				}
+				resp.Body.Close()
+			}
+		}
+	}
+	want := 2 * 2 * calls
+	deadline := time.Now().Add(90 * time.Second)
+	for len(fake.Events()) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("ROBIN has %d of %d events", len(fake.Events()), want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v := fake.Violations(); v != 0 {
+		t.Fatalf("the two bridges together exceeded ROBIN's windows %d times", v)
+	}
+	// Both bridges delivered (neither sat idle while the other used the quota).
+	per := map[byte]int{}
+	for _, r := range fake.Events() {
+		per[r.Event.ID[1]]++
+	}
+	if per['0'] != 2*calls || per['1'] != 2*calls {
+		t.Fatalf("events per bridge: %v", per)
+	}
+}
