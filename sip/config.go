@@ -155,19 +155,35 @@ func (c Config) settings() (settings, error) {
 	if s.rate == 0 {
 		s.rate = DefaultSubscribeRate
 	}
+	if s.extensions, err = cleanExtensions(c.Extensions); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// Validate reports the first setting that keeps the monitor from starting.
+func (c Config) Validate() error {
+	_, err := c.settings()
+	return err
+}
+
+// cleanExtensions trims, drops empty entries and duplicates, and rejects an
+// extension that cannot be the user part of a SIP URI.
+func cleanExtensions(exts []string) ([]string, error) {
+	var out []string
 	seen := map[string]bool{}
-	for _, e := range c.Extensions {
+	for _, e := range exts {
 		e = strings.TrimSpace(e)
 		if e == "" || seen[e] {
 			continue
 		}
 		if !validUser(e) {
-			return s, fmt.Errorf("sip: extension %q contains characters a SIP user part cannot hold", e)
+			return nil, fmt.Errorf("sip: extension %q contains characters a SIP user part cannot hold", clip(e))
 		}
 		seen[e] = true
-		s.extensions = append(s.extensions, e)
+		out = append(out, e)
 	}
-	return s, nil
+	return out, nil
 }
 
 // parseServer accepts host, host:port, [v6]:port or a sip:/sips: URI.

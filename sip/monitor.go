@@ -64,9 +64,14 @@ type Monitor struct {
 	opts    Options
 	c       *core
 	log     *slog.Logger
-	watches []*watch
 	running atomic.Bool
 	used    atomic.Bool
+
+	mu      sync.Mutex
+	exts    []string           // what to watch, in order
+	runners map[string]*runner // what is watched while Run runs
+	runCtx  context.Context    // nil unless Run is running
+	loops   sync.WaitGroup
 
 	// inflight tracks NOTIFY handlers so Run does not return under them.
 	gate     sync.RWMutex
@@ -93,11 +98,8 @@ func New(cfg Config, j Journal, opts Options) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Monitor{set: set, opts: opts, log: log}
+	m := &Monitor{set: set, opts: opts, log: log, exts: set.extensions, runners: map[string]*runner{}}
 	m.c = newCore(set, opts, j, log, met)
-	for _, ext := range set.extensions {
-		m.watches = append(m.watches, newWatch(m.c, ext))
-	}
 	return m, nil
 }
 
@@ -145,21 +147,24 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.c.req = st
 	m.running.Store(true)
 	defer m.running.Store(false)
+	m.mu.Lock()
 	m.log.Info("sip monitor started", "server", m.set.server, "transport", m.set.transport,
-		"contact", st.contact.Address.String(), "extensions", len(m.watches))
-	if len(m.watches) == 0 {
+		"contact", st.contact.Address.String(), "extensions", len(m.exts))
+	if len(m.exts) == 0 {
 		m.log.Warn("sip monitor has no extensions to watch")
 	}
-	var wg sync.WaitGroup
-	for _, w := range m.watches {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.run(ctx, m.set.expires)
-		}()
+	m.runCtx = ctx
+	for _, ext := range m.exts {
+		m.startLocked(ext)
 	}
+	m.mu.Unlock()
+
 	<-ctx.Done()
-	wg.Wait() // every watch has unsubscribed
+	m.mu.Lock()
+	m.runCtx = nil
+	m.runners = map[string]*runner{}
+	m.mu.Unlock()
+	m.loops.Wait() // every watch has unsubscribed
 	m.gate.Lock()
 	m.closed = true
 	m.gate.Unlock()
@@ -169,11 +174,69 @@ func (m *Monitor) Run(ctx context.Context) error {
 	return nil
 }
 
+// runner is one running watch.
+type runner struct {
+	w      *watch
+	cancel context.CancelFunc
+}
+
+// startLocked starts watching ext; m.mu is held and Run is running.
+func (m *Monitor) startLocked(ext string) {
+	ctx, cancel := context.WithCancel(m.runCtx)
+	w := newWatch(m.c, ext)
+	m.runners[ext] = &runner{w: w, cancel: cancel}
+	m.loops.Add(1)
+	go func() {
+		defer m.loops.Done()
+		defer cancel()
+		w.run(ctx, m.set.expires)
+	}()
+}
+
+// SetExtensions replaces the set of watched extensions. While Run runs, new
+// extensions are subscribed (spread like the first ones) and dropped ones
+// unsubscribed; what the PBX said about extensions that stay is kept. It
+// rejects the whole list if one entry cannot be a SIP user part.
+func (m *Monitor) SetExtensions(exts []string) error {
+	clean, err := cleanExtensions(exts)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.exts = clean
+	if m.runCtx == nil {
+		return nil
+	}
+	want := make(map[string]bool, len(m.exts))
+	for _, ext := range m.exts {
+		want[ext] = true
+		if m.runners[ext] == nil {
+			m.startLocked(ext)
+		}
+	}
+	for ext, r := range m.runners {
+		if !want[ext] {
+			r.cancel() // its loop unsubscribes and ends; Run waits for it
+			delete(m.runners, ext)
+		}
+	}
+	m.log.Info("sip extensions changed", "extensions", len(m.exts))
+	return nil
+}
+
+// Extensions returns the extensions the monitor watches (or will watch).
+func (m *Monitor) Extensions() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.exts...)
+}
+
 // Status reports how many subscriptions are up; safe to call at any time.
 func (m *Monitor) Status() Status {
 	return Status{
 		Running: m.running.Load(),
-		Watched: len(m.watches),
+		Watched: len(m.Extensions()),
 		Active:  int(m.c.active.Load()),
 		Failing: int(m.c.failing.Load()),
 	}

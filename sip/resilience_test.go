@@ -219,3 +219,28 @@ func TestShutdownUnsubscribesAndLeaksNothing(t *testing.T) {
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+func TestSetExtensionsWhileRunning(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Username: user, Password: pass})
+	h := start(t, pbx, []string{"201"}, nil)
+	if err := h.mon.SetExtensions([]string{"201", " 202 ", "202", ""}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "202 subscribed", func() bool { return pbx.Subscribed("202") == 1 && h.mon.Status().Active == 2 })
+	if err := h.mon.SetExtensions([]string{"202"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "201 unsubscribed", func() bool { return pbx.Subscribed("201") == 0 && h.mon.Status().Active == 1 })
+	if st := h.mon.Status(); st.Watched != 1 {
+		t.Errorf("status %+v, want 1 watched", st)
+	}
+	if err := h.mon.SetExtensions([]string{"ok", "bad\r\nInjected: x"}); err == nil {
+		t.Error("an extension with a line break was accepted")
+	}
+	if got := h.mon.Extensions(); len(got) != 1 || got[0] != "202" {
+		t.Errorf("a rejected list changed the extensions: %v", got)
+	}
+	leg := pbx.Inbound("202", "0612345678", "")
+	leg.Cancel()
+	h.expect(t, []events.Signal{sig(leg, events.Ringing, ""), sig(leg, events.Ended, "cancelled")})
+}
