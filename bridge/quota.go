@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/voipbridge/voipbridge/events"
 	"github.com/voipbridge/voipbridge/robin"
 )
 
@@ -83,20 +82,6 @@ func (b *Bridge) newQuota(ctx context.Context) (*robin.Quota, error) {
 	}
 	b.reg.MustRegister(&quotaCollector{q: q})
 	return q, nil
-}
-
-// quotaLimiter lets the dispatcher use the quota.
-type quotaLimiter struct{ q *robin.Quota }
-
-func (l quotaLimiter) Reserve(ctx context.Context, p events.Priority) error {
-	rp := robin.PriorityNormal
-	switch p {
-	case events.PriorityPresence:
-		rp = robin.PriorityPresence
-	case events.PriorityAnswered:
-		rp = robin.PriorityAnswered
-	}
-	return l.q.Reserve(ctx, rp)
 }
 
 // quotaCollector exports the quota's use per window at scrape time.

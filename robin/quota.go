@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/voipbridge/voipbridge/events"
 	"math"
 	"strconv"
 	"strings"
@@ -133,32 +134,20 @@ func parseQuotaDuration(s string) (time.Duration, error) {
 }
 
 // Priority orders requests waiting for the quota: a lower value goes first.
-// Presence look-ups may also use the presence reserve.
-type Priority int
+// Presence look-ups may also use the presence reserve. It is the pipeline's
+// priority, so the dispatcher hands its own straight to the quota.
+type Priority = events.Priority
 
 // Request priorities, most urgent first.
 const (
 	// PriorityPresence is a presence look-up that an IVR or call flow waits
 	// on. It goes first and may use the whole quota, including the reserve.
-	PriorityPresence Priority = iota
+	PriorityPresence = events.PriorityPresence
 	// PriorityAnswered is an Answered event: an agent's screen waits on it.
-	PriorityAnswered
+	PriorityAnswered = events.PriorityAnswered
 	// PriorityNormal is every other request (Transfer, Disconnected, look-ups).
-	PriorityNormal
+	PriorityNormal = events.PriorityNormal
 )
-
-// String returns the priority's metric label.
-func (p Priority) String() string {
-	switch p {
-	case PriorityPresence:
-		return "presence"
-	case PriorityAnswered:
-		return "answered"
-	case PriorityNormal:
-		return "normal"
-	}
-	return "priority_" + strconv.Itoa(int(p))
-}
 
 // QuotaOptions configures a Quota.
 type QuotaOptions struct {
