@@ -185,43 +185,38 @@ func (j *Journal) startEmbedded(dir string) error {
 }
 
 func (j *Journal) setup(ctx context.Context, o JournalOptions) error {
+	streams := []struct {
+		dst *jetstream.Stream
+		cfg jetstream.StreamConfig
+	}{
+		{&j.signals, jetstream.StreamConfig{
+			Name:        j.n.signals,
+			Description: "raw PBX signals, for the tracker, audit and replay",
+			Subjects:    []string{j.n.signalsSubj + ".>"},
+			MaxAge:      o.SignalRetention,
+			Duplicates:  min(dedupWindow, o.SignalRetention),
+		}},
+		{&j.events, jetstream.StreamConfig{
+			Name:        j.n.events,
+			Description: "events waiting for delivery; removed once the helpdesk accepted them",
+			Subjects:    []string{j.n.eventsSubj + ".>"},
+			Duplicates:  dedupWindow,
+		}},
+		{&j.dead, jetstream.StreamConfig{
+			Name:        j.n.dead,
+			Description: "events the helpdesk rejected, for inspection and replay",
+			Subjects:    []string{j.n.deadSubj + ".>"},
+		}},
+	}
+	for _, st := range streams {
+		st.cfg.Storage, st.cfg.Retention, st.cfg.Replicas = jetstream.FileStorage, jetstream.LimitsPolicy, o.Replicas
+		s, err := j.js.CreateOrUpdateStream(ctx, st.cfg)
+		if err != nil {
+			return fmt.Errorf("journal: stream %s: %w", st.cfg.Name, err)
+		}
+		*st.dst = s
+	}
 	var err error
-	j.signals, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        j.n.signals,
-		Description: "raw PBX signals, for the tracker, audit and replay",
-		Subjects:    []string{j.n.signalsSubj + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      o.SignalRetention,
-		Duplicates:  min(dedupWindow, o.SignalRetention),
-		Replicas:    o.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("journal: stream %s: %w", j.n.signals, err)
-	}
-	j.events, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        j.n.events,
-		Description: "events waiting for delivery; removed once the helpdesk accepted them",
-		Subjects:    []string{j.n.eventsSubj + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  dedupWindow,
-		Replicas:    o.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("journal: stream %s: %w", j.n.events, err)
-	}
-	j.dead, err = j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        j.n.dead,
-		Description: "events the helpdesk rejected, for inspection and replay",
-		Subjects:    []string{j.n.deadSubj + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    o.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("journal: stream %s: %w", j.n.dead, err)
-	}
 	j.calls, err = j.SharedKeyValue(ctx, j.n.calls, "tracker state: one record per call in progress", o.Replicas)
 	return err
 }
