@@ -561,4 +561,3 @@ func TestSweep(t *testing.T) {
 		}
 	})
 }
-
