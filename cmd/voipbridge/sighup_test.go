@@ -36,10 +36,12 @@ func TestSIGHUPReloadsExtensions(t *testing.T) {
 		"ROBIN_API_KEY=hup-key", "WEBHOOK_TOKEN=tok", "EXTENSIONS_FILE=" + csv, "ROBIN_RATE_LIMITS=100/1s",
 	})
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	// Each call from its own number: the same caller on two calls at once
+	// would be read as a transfer.
 	answer := func(call string) string {
 		t.Helper()
 		n := len(fake.Events())
-		body := fmt.Sprintf(`{"call_id":%q,"event":"answered","from":"0612345678","extension":"201"}`, call)
+		body := fmt.Sprintf(`{"call_id":%q,"event":"answered","from":"061234567%d","extension":"201"}`, call, n)
 		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer tok")
