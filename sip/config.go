@@ -253,3 +253,7 @@ func validUser(u string) bool {
 	}
 	return true
 }
+
+// ValidExtension reports whether ext can be watched: it must be usable as
+// the user part of a SIP URI.
+func ValidExtension(ext string) bool { return validUser(strings.TrimSpace(ext)) }
