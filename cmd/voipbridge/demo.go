@@ -71,12 +71,13 @@ func demo(args, environ []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	calls := fs.Int("calls", len(demoCalls), "how many calls the simulated PBX places")
 	follow := fs.Bool("follow", false, "keep placing calls until Ctrl-C")
-	pbx := fs.String("pbx", "generic", "which PBX to simulate: generic")
+	pbx := fs.String("pbx", "generic", "which PBX to simulate: "+strings.Join(simulatorNames(), ", "))
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *pbx != "generic" {
-		fmt.Fprintf(stderr, "voipbridge demo: --pbx %q is not one of: generic\n", *pbx)
+	newSim, ok := simulators[*pbx]
+	if !ok {
+		fmt.Fprintf(stderr, "voipbridge demo: --pbx %q is not one of: %s\n", *pbx, strings.Join(simulatorNames(), ", "))
 		return 2
 	}
 	if *calls < 1 && !*follow {
@@ -85,14 +86,41 @@ func demo(args, environ []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := runDemo(ctx, *calls, *follow, stdout, stderr); err != nil {
+	if err := runDemo(ctx, newSim, *calls, *follow, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "voipbridge demo:", err)
 		return 1
 	}
 	return 0
 }
 
-func runDemo(ctx context.Context, calls int, follow bool, stdout, stderr io.Writer) error {
+// simulator plays one kind of PBX in the demo.
+type simulator interface {
+	// Env returns the bridge settings that make it listen to this PBX.
+	Env() []string
+	// Start is called once the bridge runs, with its HTTP base URL and webhook token.
+	Start(bridgeURL, token string) error
+	// Place plays one scripted call.
+	Place(ctx context.Context, id string, c demoCall) error
+	// Name says what the bridge listens to, for the introduction.
+	Name() string
+	Close()
+}
+
+// simulators are the PBXs the demo can play, by --pbx name.
+var simulators = map[string]func(out *demoPrinter) (simulator, error){
+	"generic": func(out *demoPrinter) (simulator, error) { return &genericPBX{out: out}, nil },
+}
+
+func simulatorNames() []string {
+	names := make([]string, 0, len(simulators))
+	for n := range simulators {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), calls int, follow bool, stdout, stderr io.Writer) error {
 	dir, err := os.MkdirTemp("", "voipbridge-demo-")
 	if err != nil {
 		return err
@@ -112,8 +140,13 @@ func runDemo(ctx context.Context, calls int, follow bool, stdout, stderr io.Writ
 		out.line("ROBIN", fmt.Sprintf("%-12s call %-8s ext %-4s %s %s%s", e.Type, e.ID, e.PhoneExtension, strings.ToLower(e.Direction), e.PhoneNumber, ref))
 	})
 
+	sim, err := newSim(out)
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
 	token := randomToken()
-	cfg, err := bridge.LoadConfig([]string{
+	cfg, err := bridge.LoadConfig(append([]string{
 		"HTTP_ADDR=127.0.0.1:0",
 		"DATA_DIR=" + dir,
 		"ROBIN_API_URL=" + robinFake.URL(),
@@ -121,7 +154,7 @@ func runDemo(ctx context.Context, calls int, follow bool, stdout, stderr io.Writ
 		"ROBIN_API_KEY=" + key,
 		"WEBHOOK_TOKEN=" + token,
 		"TRANSFER_WINDOW=1s",
-	})
+	}, sim.Env()...))
 	if err != nil {
 		return err
 	}
@@ -135,10 +168,12 @@ func runDemo(ctx context.Context, calls int, follow bool, stdout, stderr io.Writ
 	go func() { done <- b.Run(runCtx) }()
 	defer func() { stopBridge(); <-done }()
 
-	fmt.Fprintf(stdout, "voipbridge demo: a simulated PBX posts calls to the bridge's generic webhook at http://%s;\n", b.Addr())
+	if err := sim.Start("http://"+b.Addr(), token); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "voipbridge demo: a simulated PBX reports calls to the bridge (%s, bridge at http://%s);\n", sim.Name(), b.Addr())
 	fmt.Fprintf(stdout, "the bridge journals them, works out the events and delivers them to a fake ROBIN at %s.\n\n", robinFake.URL())
 
-	sim := &genericPBX{url: "http://" + b.Addr() + "/v1/webhooks/generic", token: token, out: out}
 	want := 0
 	var wg sync.WaitGroup
 	for i := 0; follow || i < calls; i++ {
@@ -146,7 +181,7 @@ func runDemo(ctx context.Context, calls int, follow bool, stdout, stderr io.Writ
 		want += c.events
 		id := fmt.Sprintf("demo-%d", i+1)
 		wg.Go(func() {
-			if err := sim.place(ctx, id, c); err != nil && ctx.Err() == nil {
+			if err := sim.Place(ctx, id, c); err != nil && ctx.Err() == nil {
 				out.line("PBX", fmt.Sprintf("call %s: %v", id, err))
 			}
 		})
@@ -190,7 +225,16 @@ type genericPBX struct {
 	client     http.Client
 }
 
-func (p *genericPBX) place(ctx context.Context, id string, c demoCall) error {
+func (p *genericPBX) Env() []string { return nil }
+func (p *genericPBX) Name() string  { return "generic JSON webhook" }
+func (p *genericPBX) Close()        {}
+
+func (p *genericPBX) Start(bridgeURL, token string) error {
+	p.url, p.token = bridgeURL+"/v1/webhooks/generic", token
+	return nil
+}
+
+func (p *genericPBX) Place(ctx context.Context, id string, c demoCall) error {
 	from, to := c.remote, demoDID
 	if c.direction == "outbound" {
 		from, to = demoDID, c.remote
