@@ -50,9 +50,7 @@ func (c PresenceConfig) config() (presence.Config, error) {
 			errs = append(errs, errors.New(name+" is 0: want a positive duration"))
 		}
 	}
-	if len(errs) == 0 {
-		errs = append(errs, pc.Validate())
-	}
+	errs = append(errs, pc.Validate())
 	return pc, errors.Join(errs...)
 }
 
