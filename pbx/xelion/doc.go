@@ -1,0 +1,38 @@
+// Package xelion follows a Xelion PBX over its API WebSocket and journals
+// an events.Signal for every call event.
+//
+// The bridge is a client of the Xelion server. It logs in with an admin
+// account (POST me/login; every request carries "Authorization: xelion
+// <token>"), renews the session token before it expires (POST me/renew with
+// the renewal token) and logs in again when the server answers 401. For
+// every (re)connect it asks for a fresh one-off WebSocket URL (POST
+// me/websocket), opens it and subscribes to the call notifications:
+// newCallEvent, callConnectedEvent, callTransferredEvent, callHungUpEvent,
+// missedCallEvent and channelHungUpEvent (the first four and the channel
+// hang-up are sent to admin sessions only).
+//
+// What Xelion documents, and what this package assumes:
+//   - Login, renewal, the WebSocket request and the subscription messages
+//     follow Xelion's API user guide.
+//   - The CallEvent notification is documented only in part: callId,
+//     callerPhoneNumber, calleePhoneNumber, initiation, date and duration are
+//     confirmed; the caller's and callee's names and addressables
+//     (callerName, calleeName, callerAddressable, calleeAddressable, each
+//     addressable {oid, commonName, objectType}) are read when present. A
+//     party's identifier, reported as the signal's Extension, is its
+//     addressable's OID when the event carries one, else its phone number;
+//     the directory maps either.
+//   - callTransferredEvent is taken to carry the transferred call's callId
+//     and the parties of the call after the transfer, in the CallEvent shape.
+//
+// Xelion documents that an attended transfer (customer C talks to A, A calls
+// B, A transfers C to B) produces hang-ups for C→A, A→B, A→B again and, at
+// the very end, C→B. None of these but the last ends the customer's call.
+// The source keeps per call the legs it has seen (one per party, with a
+// generation so that a party that gets the call back has a new leg), treats
+// a call started by an agent who is on a live customer call as a
+// consultation of that call, and ends the customer's call (a signal without
+// leg) only when a hang-up leaves none of its legs alive. Channel hang-ups
+// (a losing phone of a ring group, a step of line hunting) only ever end a
+// leg.
+package xelion

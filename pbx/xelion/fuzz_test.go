@@ -1,0 +1,80 @@
+package xelion
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// FuzzDecode: any WebSocket message either fails to decode or is folded
+// into valid signals with distinct dedup keys, whatever calls came before.
+func FuzzDecode(f *testing.F) {
+	files, _ := filepath.Glob("../../testdata/xelion/*.json")
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil {
+			f.Add(b)
+		}
+	}
+	calls, _ := filepath.Glob("../../testdata/xelion/calls/*.json")
+	var prelude [][]byte
+	for _, file := range calls {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		var sc struct {
+			Steps []struct {
+				Notification json.RawMessage `json:"notification"`
+			} `json:"steps"`
+		}
+		if json.Unmarshal(b, &sc) != nil {
+			continue
+		}
+		for _, st := range sc.Steps {
+			if len(st.Notification) > 0 {
+				f.Add([]byte(st.Notification))
+				prelude = append(prelude, st.Notification)
+			}
+		}
+	}
+	f.Add([]byte(`{"notificationType":"callHungUpEvent","notification":{"callId":7,"calleeAddressable":{"oid":null}}}`))
+	f.Add([]byte(`{"notificationType":"callTransferredEvent","notification":{"callId":"x","initiation":"internal"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := Decode(data)
+		if err != nil {
+			return
+		}
+		if ev.Call.CallID == "" {
+			t.Fatal("decoded an event without callId")
+		}
+		now := time.Date(2024, 3, 5, 10, 0, 0, 0, time.UTC)
+		tr := newTranslator(func() time.Time { return now })
+		// Against a translator in the middle of calls of every shape, and
+		// against a fresh one.
+		for _, p := range prelude[:len(prelude)/2] {
+			if pe, err := Decode(p); err == nil {
+				tr.apply(pe)
+			}
+		}
+		for _, tr := range []*translator{tr, newTranslator(func() time.Time { return now })} {
+			for range 2 { // and once more, as Xelion repeats itself
+				out := tr.apply(ev)
+				seen := map[string]bool{}
+				for _, s := range out.signals {
+					if err := s.Validate(); err != nil {
+						t.Fatalf("invalid signal %+v: %v", s, err)
+					}
+					if seen[s.DedupKey] {
+						t.Fatalf("dedup key %q twice", s.DedupKey)
+					}
+					seen[s.DedupKey] = true
+				}
+				if len(out.signals) == 0 && out.drop == "" {
+					t.Fatal("no signal and no reason")
+				}
+			}
+		}
+	})
+}
