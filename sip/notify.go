@@ -179,16 +179,30 @@ func parseSubState(h gosip.Header) subState {
 		case "reason":
 			ss.reason = strings.ToLower(v)
 		case "expires":
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			if n, ok := seconds(v); ok && n > 0 {
 				ss.expires = time.Duration(n) * time.Second
 			}
 		case "retry-after":
-			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			if n, ok := seconds(v); ok && n > 0 {
 				ss.retryAfter = time.Duration(n) * time.Second
 			}
 		}
 	}
 	return ss
+}
+
+// maxSeconds bounds every duration a PBX sends us (Expires, Min-Expires,
+// Retry-After): a week is more than any PBX grants, and no value can
+// overflow a time.Duration.
+const maxSeconds = 7 * 24 * 3600
+
+// seconds parses a delta-seconds value, clamped to maxSeconds.
+func seconds(v string) (int, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return int(min(n, maxSeconds)), true
 }
 
 // clip shortens PBX-controlled text before it goes into an error or log.

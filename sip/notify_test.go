@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -276,5 +277,64 @@ func TestConcurrentNotifiesApplyInVersionOrder(t *testing.T) {
 		if len(f.w.legs) != 0 || f.sub.version != 30 {
 			t.Fatalf("round %d: legs %v version %d, want none and 30", round, f.w.legs, f.sub.version)
 		}
+	}
+}
+
+// FuzzNotify sends NOTIFYs with arbitrary Event and Subscription-State
+// values and bodies through the handler: it must answer one of the statuses
+// it documents, never panic, and journal only valid signals.
+func FuzzNotify(f *testing.F) {
+	f.Add("dialog", "active;expires=600", early(1, "a"))
+	f.Add("dialog;id=5", "terminated;reason=probation;retry-after=abc", confirmed(2, "a"))
+	f.Add("Dialog", "TERMINATED;Reason=Rejected", "")
+	f.Add("presence", "active", "<x/>")
+	f.Fuzz(func(t *testing.T, event, state, body string) {
+		if strings.ContainsAny(event+state, "\r\n") {
+			return // not a header value
+		}
+		fx := newNotifyFixture(t)
+		raw := "NOTIFY sip:voipbridge@127.0.0.1:5070 SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfz\r\n" +
+			"From: <sip:201@pbx.test>;tag=pbxtag\r\nTo: <sip:voipbridge@pbx.test>;tag=" + fx.sub.localTag + "\r\n" +
+			"Call-ID: " + fx.sub.callID + "\r\nCSeq: 7 NOTIFY\r\n" +
+			"Event: " + event + "\r\nSubscription-State: " + state + "\r\n" +
+			"Content-Type: application/dialog-info+xml\r\n" +
+			fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
+		msg, err := gosip.ParseMessage([]byte(raw))
+		if err != nil {
+			return
+		}
+		req, ok := msg.(*gosip.Request)
+		if !ok {
+			return
+		}
+		switch st, _ := fx.c.handleNotify(context.Background(), req); st {
+		case 200, 481, 489:
+		default:
+			t.Fatalf("status %d", st)
+		}
+		for _, s := range fx.j.got() {
+			if err := s.Validate(); err != nil {
+				t.Fatalf("invalid signal %+v: %v", s, err)
+			}
+		}
+		for _, n := range fx.w.mbox.take() {
+			if n.expires < 0 || n.retryAfter < 0 {
+				t.Fatalf("negative duration in %+v", n)
+			}
+		}
+	})
+}
+
+func TestHugeDurationsAreClamped(t *testing.T) {
+	ss := parseSubState(gosip.NewHeader("Subscription-State", "terminated;reason=giveup;retry-after=99999999999999999;expires=18446744073709551615"))
+	if ss.retryAfter != maxSeconds*time.Second || ss.expires != maxSeconds*time.Second {
+		t.Errorf("%+v", ss)
+	}
+	res := gosip.NewResponse(200, "OK")
+	res.AppendHeader(gosip.NewHeader("Expires", "99999999999999"))
+	res.AppendHeader(gosip.NewHeader("Retry-After", "120 (maintenance);duration=30"))
+	if r := replyOf(res); r.expires != maxSeconds || r.retryAfter != 120*time.Second {
+		t.Errorf("%+v", r)
 	}
 }

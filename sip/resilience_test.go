@@ -2,6 +2,7 @@ package sip_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"runtime"
 	"testing"
@@ -243,4 +244,38 @@ func TestSetExtensionsWhileRunning(t *testing.T) {
 	leg := pbx.Inbound("202", "0612345678", "")
 	leg.Cancel()
 	h.expect(t, []events.Signal{sig(leg, events.Ringing, ""), sig(leg, events.Ended, "cancelled")})
+}
+
+// TestTLS subscribes over TLS to a PBX with a certificate we trust through
+// Options.TLS; the PBX sends its NOTIFYs back over our connection.
+func TestTLS(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Network: "tls", Username: user, Password: pass})
+	h := start(t, pbx, []string{"201"}, func(_ *sip.Config, o *sip.Options) {
+		o.TLS = &tls.Config{RootCAs: pbx.CertPool(), MinVersion: tls.VersionTLS12}
+	})
+	leg := pbx.Inbound("201", "0612345678", "0201234567")
+	waitFor(t, "ringing", func() bool { return h.rec.count() == 1 })
+	leg.Answer()
+	waitFor(t, "answered", func() bool { return h.rec.count() == 2 })
+	leg.Hangup("remote-bye")
+	h.expect(t, []events.Signal{sig(leg, events.Ringing, ""), sig(leg, events.Answered, ""), sig(leg, events.Ended, "remote-bye")})
+}
+
+func TestTLSRefusesAnUntrustedPBX(t *testing.T) {
+	pbx := siptest.Start(t, siptest.Options{Network: "tls", Username: user, Password: pass})
+	rec := &recorder{}
+	mon, err := sip.New(sip.Config{Server: pbx.Addr(), Transport: "tls", Listen: "127.0.0.1:0", Username: user, Password: pass,
+		Extensions: []string{"201"}, SubscribeRate: -1}, rec, sip.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := contextWithCancel()
+	done := make(chan error, 1)
+	go func() { done <- mon.Run(ctx) }()
+	waitFor(t, "failing", func() bool { return mon.Status().Failing == 1 })
+	cancel()
+	<-done
+	if n := len(pbx.Subscribes()); n != 0 {
+		t.Errorf("%d SUBSCRIBEs reached a PBX whose certificate is not trusted", n)
+	}
 }

@@ -242,19 +242,19 @@ func (s *stack) subscribe(ctx context.Context, sub *subscription, expires int) (
 func replyOf(res *gosip.Response) reply {
 	r := reply{status: res.StatusCode, expires: -1}
 	if h := res.GetHeader("Expires"); h != nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
+		if n, ok := seconds(h.Value()); ok {
 			r.expires = n
 		}
 	}
 	if h := res.GetHeader("Min-Expires"); h != nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n > 0 {
+		if n, ok := seconds(h.Value()); ok && n > 0 {
 			r.minExpires = n
 		}
 	}
 	if h := res.GetHeader("Retry-After"); h != nil {
 		v, _, _ := strings.Cut(h.Value(), ";") // Retry-After: 120 (comment);duration=60
 		v, _, _ = strings.Cut(v, "(")
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+		if n, ok := seconds(v); ok && n > 0 {
 			r.retryAfter = time.Duration(n) * time.Second
 		}
 	}

@@ -319,7 +319,7 @@ func (w *watch) run(ctx context.Context, expires int) {
 		rep, err := w.send(ctx, sub, &expires)
 		if ctx.Err() != nil {
 			if err == nil && rep.ok() {
-				w.unsubscribe(sub, expires)
+				w.unsubscribe(sub)
 			}
 			w.c.index.remove(sub)
 			return
@@ -365,7 +365,7 @@ func (w *watch) maintain(ctx context.Context, sub *subscription, expires *int, g
 	for {
 		select {
 		case <-ctx.Done():
-			w.unsubscribe(sub, *expires)
+			w.unsubscribe(sub)
 			return ending{}
 		case <-w.mbox.wake:
 			for _, n := range w.mbox.take() {
@@ -391,7 +391,7 @@ func (w *watch) maintain(ctx context.Context, sub *subscription, expires *int, g
 		case <-t.C:
 			rep, err := w.send(ctx, sub, expires)
 			if ctx.Err() != nil {
-				w.unsubscribe(sub, *expires)
+				w.unsubscribe(sub)
 				return ending{}
 			}
 			if err == nil && rep.ok() && rep.expires != 0 {
@@ -428,7 +428,7 @@ func (w *watch) send(ctx context.Context, sub *subscription, expires *int) (repl
 
 // unsubscribe sends Expires: 0 (best effort, bounded): the PBX stops sending
 // NOTIFYs for a bridge that is gone.
-func (w *watch) unsubscribe(sub *subscription, expires int) {
+func (w *watch) unsubscribe(sub *subscription) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.c.unsubTO)
 	defer cancel()
 	rep, err := w.c.req.subscribe(ctx, sub, 0)

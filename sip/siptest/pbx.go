@@ -12,11 +12,17 @@ package siptest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"strconv"
 	"strings"
@@ -45,7 +51,9 @@ const (
 // Options configure a fake PBX. The zero value is a UDP PBX without
 // authentication.
 type Options struct {
-	// Network is "udp" (default) or "tcp".
+	// Network is "udp" (default), "tcp" or "tls". Over TLS the PBX has a
+	// self-signed certificate for 127.0.0.1 (trust CertPool) and sends its
+	// NOTIFYs back over the subscriber's connection.
 	Network string
 	// Username and Password are the digest credentials demanded of every
 	// SUBSCRIBE; an empty Username turns authentication off.
@@ -97,6 +105,7 @@ type SubscribeRecord struct {
 // PBX is a running fake PBX.
 type PBX struct {
 	opts    Options
+	certs   *x509.CertPool
 	ua      *sipgo.UserAgent
 	srv     *sipgo.Server
 	cli     *sipgo.Client
@@ -208,9 +217,25 @@ func New(opts Options) (*PBX, error) {
 		p.lis, p.addr = l, l.Addr().String()
 		p.cli, _ = sipgo.NewClient(ua, cliOpts...)
 		p.serve(func() error { return p.srv.ServeTCP(l) })
+	case "tls":
+		cert, pool, err := selfSigned()
+		if err != nil {
+			ua.Close()
+			return nil, err
+		}
+		p.certs = pool
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			ua.Close()
+			return nil, err
+		}
+		p.lis, p.addr = l, l.Addr().String()
+		p.cli, _ = sipgo.NewClient(ua, cliOpts...)
+		tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		p.serve(func() error { return p.srv.ServeTLS(tl) })
 	default:
 		ua.Close()
-		return nil, fmt.Errorf("siptest: network %q is not udp or tcp", opts.Network)
+		return nil, fmt.Errorf("siptest: network %q is not udp, tcp or tls", opts.Network)
 	}
 	return p, nil
 }
@@ -253,8 +278,36 @@ func (p *PBX) Close() {
 // Addr is the PBX's host:port, usable as SIP_SERVER.
 func (p *PBX) Addr() string { return p.addr }
 
-// Network is "udp" or "tcp".
+// Network is "udp", "tcp" or "tls".
 func (p *PBX) Network() string { return p.opts.Network }
+
+// CertPool trusts the PBX's TLS certificate (nil unless Network is "tls").
+func (p *PBX) CertPool() *x509.CertPool { return p.certs }
+
+// selfSigned makes a short-lived certificate for 127.0.0.1.
+func selfSigned() (tls.Certificate, *x509.CertPool, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "siptest PBX"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
+}
 
 // Domain is the host part of the URIs in the PBX's documents.
 func (p *PBX) Domain() string { return p.opts.Domain }
@@ -518,6 +571,11 @@ func (p *PBX) sendOnce(s *subscription, j notifyJob) int {
 		n.SetBody(j.body)
 	}
 	n.SetTransport(strings.ToUpper(s.network))
+	if s.network == "tls" {
+		// Back over the subscriber's own connection, as PBXs do for TLS
+		// (a subscriber without a certificate cannot accept one).
+		n.SetDestination(s.source)
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
 	res, err := p.cli.Do(ctx, n)
