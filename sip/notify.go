@@ -48,7 +48,7 @@ func (c *core) handleNotify(ctx context.Context, req *gosip.Request) (int, strin
 			// answering an error would only make some PBXs end the
 			// subscription. The next refresh brings the full state again.
 			c.metrics.parseErrors.Inc()
-			w.log.Warn("sip NOTIFY body unusable", "call_id", sub.callID, "err", err)
+			w.log.Warn("sip NOTIFY body unusable", "subscription", sub.callID, "err", err)
 			result = resultParseError
 		} else {
 			seq := uint64(0)
@@ -59,7 +59,7 @@ func (c *core) handleNotify(ctx context.Context, req *gosip.Request) (int, strin
 			result, resync, jerr = w.apply(ctx, sub, doc, seq, time.Now())
 			if jerr != nil {
 				c.metrics.notifies.WithLabelValues(resultJournalError).Inc()
-				w.log.Error("sip NOTIFY not journaled, answering 500", "call_id", sub.callID, "err", jerr)
+				w.log.Error("sip NOTIFY not journaled, answering 500", "subscription", sub.callID, "err", jerr)
 				w.mbox.post(notice{sub: sub, kind: noticeResync})
 				return gosip.StatusInternalServerError, "Journal Unavailable"
 			}

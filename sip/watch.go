@@ -433,16 +433,16 @@ func (w *watch) unsubscribe(sub *subscription) {
 	defer cancel()
 	rep, err := w.c.req.subscribe(ctx, sub, 0)
 	if err != nil || !rep.ok() {
-		w.log.Debug("sip unsubscribe failed", "call_id", sub.callID, "err", describe(rep, err))
+		w.log.Debug("sip unsubscribe failed", "subscription", sub.callID, "err", describe(rep, err))
 	}
 }
 
 func (w *watch) up(sub *subscription, granted time.Duration) {
 	prev := w.setState(stateActive)
 	if prev == stateFailing {
-		w.log.Info("sip subscription recovered", "call_id", sub.callID, "expires", int(granted.Seconds()), "after", w.lastErr)
+		w.log.Info("sip subscription recovered", "subscription", sub.callID, "expires", int(granted.Seconds()), "after", w.lastErr)
 	} else {
-		w.log.Info("sip subscription up", "call_id", sub.callID, "expires", int(granted.Seconds()))
+		w.log.Info("sip subscription up", "subscription", sub.callID, "expires", int(granted.Seconds()))
 	}
 	w.lastErr = ""
 }
