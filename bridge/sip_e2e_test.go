@@ -53,7 +53,7 @@ func sipScenarios() []sipScenario {
 		return sipScenario{
 			name: name, exts: []string{from, to},
 			run: func(p *siptest.PBX, customer string, _ *siptest.Leg, step func(string, int)) string {
-				a := p.Inbound(from, national(customer), "0201234567")
+				a := p.InboundNamed(from, national(customer), `Klant "B.V." \ Zuid`, "0201234567")
 				time.Sleep(ring)
 				a.Answer()
 				step(a.CallID, 1)

@@ -45,6 +45,12 @@ func (p *PBX) Inbound(ext, from, did string) *Leg {
 	return p.newLeg(&Leg{Ext: ext, Remote: from, DID: did, CallID: token(10) + "@pbx.test"}, "early")
 }
 
+// InboundNamed is Inbound with the caller's display name, which documents
+// then carry in the identity's display attribute.
+func (p *PBX) InboundNamed(ext, from, name, did string) *Leg {
+	return p.newLeg(&Leg{Ext: ext, Remote: from, RemoteName: name, DID: did, CallID: token(10) + "@pbx.test"}, "early")
+}
+
 // Outbound makes extension ext call the outside number to (ringing at the far end).
 func (p *PBX) Outbound(ext, to string) *Leg {
 	return p.newLeg(&Leg{Ext: ext, Remote: to, Outbound: true, CallID: token(10) + "@pbx.test"}, "early")
