@@ -104,16 +104,23 @@ func FuzzParseWarm(f *testing.F) {
 	})
 }
 
-// FuzzWantsJSON: any Accept header is read without panicking, and an
-// explicit application/json alone always wins.
+// FuzzWantsJSON: any Accept header is read without panicking, JSON is
+// chosen only when the header names application/json or application/*, and
+// a header that prefers JSON still does with text/plain;q=0 appended.
 func FuzzWantsJSON(f *testing.F) {
-	for _, s := range []string{"application/json", "text/plain;q=0.5, application/json", "*/*;q=", ";;,,;q=2"} {
+	for _, s := range []string{"application/json", "text/plain;q=0.5, application/json", "*/*;q=", ";;,,;q=2", "application/*;q=0.3"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, accept string) {
-		_ = wantsJSON(accept)
-		if !wantsJSON("application/json") {
-			t.Fatal("application/json not preferred")
+		if !wantsJSON(accept) {
+			return
+		}
+		low := strings.ToLower(accept)
+		if !strings.Contains(low, "application/json") && !strings.Contains(low, "application/*") {
+			t.Fatalf("wantsJSON(%q) chose JSON without application/json or application/*", accept)
+		}
+		if !wantsJSON(accept + ", text/plain;q=0") {
+			t.Fatalf("wantsJSON(%q) but not with text/plain;q=0 appended", accept)
 		}
 	})
 }
