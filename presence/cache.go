@@ -576,7 +576,8 @@ func failureKind(err error) string {
 	return "request_failed"
 }
 
-// Close ends background requests and the warmer and waits for them. Look-ups
+// Close cancels the requests to ROBIN in flight and waits for them to end;
+// no request starts after it (Run's warming stops with Run's ctx). Look-ups
 // after Close answer from the cache or degrade. It is safe to call twice.
 func (c *Cache) Close() {
 	c.mu.Lock()
