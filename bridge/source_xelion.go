@@ -1,29 +1,76 @@
 package bridge
 
-import "context"
+import (
+	"context"
+	"errors"
 
-// STUB, owned by the Xelion source: replace this file's contents, keeping the
-// three names the bridge calls (XelionConfig with its validate method,
-// xelionSecrets, startXelion).
-//
-// XelionConfig is the Xelion source's configuration, read from the environment
-// with caarlos0/env tags (env:"NAME" envDefault:"..."); it is the field
-// Config.Xelion. validate reports every problem (errors.Join), nil when the
-// source is simply not configured.
-//
-// xelionSecrets lists the variables that may also be given as NAME_FILE.
-//
-// startXelion starts the source when it is configured, and returns nil without
-// doing anything when it is not. Everything it needs comes in env (see
-// sources.go): the journal to PublishSignal to, the extension directory, the
-// logger, the metrics registry, env.Webhook to mount a webhook handler behind
-// the shared guard, env.Go to run a goroutine for the bridge's lifetime
-// (return nil on ctx cancellation) and env.Ready to add a readiness check.
-// End-to-end tests start a whole bridge with startBridge (harness_test.go).
-type XelionConfig struct{}
+	"github.com/voipbridge/voipbridge/pbx/xelion"
+)
 
-func (c XelionConfig) validate() error { return nil }
+// XelionConfig configures the Xelion source (package pbx/xelion). The source
+// runs when XELION_URL is set. Xelion sends call events to admin sessions
+// only, so the account must be an admin. The directory should map Xelion
+// identifiers (the users' OIDs) to ROBIN extensions in EXTENSIONS.
+type XelionConfig struct {
+	// URL is the Xelion server, e.g. https://xelion.example.com.
+	URL string `env:"XELION_URL"`
+	// Tenant is the tenant, "master" on a single-tenant server.
+	Tenant string `env:"XELION_TENANT" envDefault:"master"`
+	// Username and Password are of an admin account; the password also
+	// as XELION_PASSWORD_FILE.
+	Username string `env:"XELION_USERNAME"`
+	Password string `env:"XELION_PASSWORD"`
+	// UserSpace names the bridge's session (default voipbridge-<hostname>).
+	UserSpace string `env:"XELION_USERSPACE"`
+	// TimeZone is the server's zone, for token expiry times it sends
+	// without a zone.
+	TimeZone string `env:"XELION_TIMEZONE" envDefault:"Europe/Amsterdam"`
+}
+
+func (c XelionConfig) source() xelion.Config {
+	return xelion.Config{
+		URL: c.URL, Tenant: c.Tenant, Username: c.Username, Password: c.Password,
+		UserSpace: c.UserSpace, TimeZone: c.TimeZone,
+	}
+}
+
+// validate reports every problem, nil when no XELION_ connection setting
+// is given (the tenant and time zone have defaults).
+func (c XelionConfig) validate() error {
+	if c.URL == "" && c.Username == "" && c.Password == "" && c.UserSpace == "" {
+		return nil
+	}
+	return c.source().Validate()
+}
 
 var xelionSecrets = []string{"XELION_PASSWORD"}
 
-func startXelion(ctx context.Context, c XelionConfig, env *sourceEnv) error { return nil }
+// startXelion starts the Xelion source when XELION_URL is set. It follows
+// the tenant for the bridge's lifetime, reconnecting on its own; /readyz
+// reports "xelion" not ready while its WebSocket is not open.
+func startXelion(ctx context.Context, c XelionConfig, env *sourceEnv) error {
+	if c.URL == "" {
+		return nil
+	}
+	src, err := xelion.New(xelion.Options{
+		Config:     c.source(),
+		Journal:    env.Journal,
+		Logger:     env.Log,
+		Registerer: env.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	env.Go("xelion", src.Run)
+	env.Ready("xelion", func() error {
+		if !src.Connected() {
+			return errors.New("not connected to the Xelion WebSocket")
+		}
+		return nil
+	})
+	if env.Dir.Open() {
+		env.Log.Warn("the Xelion source reports users by their Xelion OID; without EXTENSIONS every OID is sent to the helpdesk as an extension")
+	}
+	env.Log.Info("Xelion source configured", "xelion", c.source())
+	return nil
+}

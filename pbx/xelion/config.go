@@ -2,10 +2,12 @@ package xelion
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // DefaultTenant is the tenant of a single-tenant Xelion server.
@@ -36,27 +38,36 @@ type Config struct {
 // Enabled reports whether the Xelion source is configured at all.
 func (c Config) Enabled() bool { return c.URL != "" }
 
-// Validate reports the first setting that keeps the source from starting.
-// Its errors never contain the password.
+// Validate reports every setting that keeps the source from starting
+// (joined). Its errors never contain the password.
 func (c Config) Validate() error {
+	var errs []error
 	u, err := url.Parse(c.URL)
 	switch {
 	case c.URL == "":
-		return errors.New("XELION_URL is empty")
+		errs = append(errs, errors.New("XELION_URL is empty"))
 	case err != nil:
-		return errors.New("XELION_URL is not a URL")
+		errs = append(errs, errors.New("XELION_URL is not a URL"))
 	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
-		return errors.New("XELION_URL must be an http or https URL with a host")
+		errs = append(errs, errors.New("XELION_URL must be an http or https URL with a host"))
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		return errors.New("XELION_URL must not carry credentials, a query or a fragment")
-	case strings.ContainsAny(c.Tenant, "/?#"):
-		return errors.New("XELION_TENANT must be a plain name")
-	case c.Username == "":
-		return errors.New("XELION_USERNAME is empty")
-	case c.Password == "":
-		return errors.New("XELION_PASSWORD is empty")
+		errs = append(errs, errors.New("XELION_URL must not carry credentials, a query or a fragment"))
 	}
-	return nil
+	if strings.ContainsAny(c.Tenant, "/?#") {
+		errs = append(errs, errors.New("XELION_TENANT must be a plain name"))
+	}
+	if c.Username == "" {
+		errs = append(errs, errors.New("XELION_USERNAME is empty"))
+	}
+	if c.Password == "" {
+		errs = append(errs, errors.New("XELION_PASSWORD is empty"))
+	}
+	if c.TimeZone != "" {
+		if _, err := time.LoadLocation(c.TimeZone); err != nil {
+			errs = append(errs, fmt.Errorf("XELION_TIMEZONE %q is not a known time zone", c.TimeZone))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LogValue shows the configuration without its password.

@@ -91,11 +91,7 @@ func New(o Options) (*Source, error) {
 	}
 	loc := time.UTC
 	if o.Config.TimeZone != "" {
-		if l, err := time.LoadLocation(o.Config.TimeZone); err == nil {
-			loc = l
-		} else {
-			log.Warn("unknown XELION_TIMEZONE; reading token expiry as UTC", "timezone", o.Config.TimeZone)
-		}
+		loc, _ = time.LoadLocation(o.Config.TimeZone) // checked by Validate
 	}
 	client := o.HTTPClient
 	if client == nil {

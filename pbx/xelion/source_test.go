@@ -442,9 +442,12 @@ func TestNew(t *testing.T) {
 	if _, err := New(Options{Config: Config{URL: "https://x", Username: "a", Password: "b"}}); err == nil {
 		t.Error("New without journal succeeded")
 	}
-	s, err := New(Options{Config: Config{URL: "https://x", Username: "a", Password: "b", TimeZone: "Nowhere/City"}, Journal: &recorder{}, Logger: slog.New(slog.DiscardHandler)})
+	if _, err := New(Options{Config: Config{URL: "https://x", Username: "a", Password: "b", TimeZone: "Nowhere/City"}, Journal: &recorder{}}); err == nil || !strings.Contains(err.Error(), "XELION_TIMEZONE") {
+		t.Errorf("unknown zone: %v", err)
+	}
+	s, err := New(Options{Config: Config{URL: "https://x", Username: "a", Password: "b"}, Journal: &recorder{}})
 	if err != nil || s.sess.loc != time.UTC {
-		t.Errorf("unknown zone: %v, %v", s, err)
+		t.Errorf("no zone: %v, %v", s, err)
 	}
 }
 

@@ -538,6 +538,10 @@ func TestConfig(t *testing.T) {
 			t.Errorf("error %q shows the password", err)
 		}
 	}
+	if err := (Config{URL: "ftp://x"}).Validate(); err == nil || !strings.Contains(err.Error(), "XELION_URL") ||
+		!strings.Contains(err.Error(), "XELION_USERNAME") || !strings.Contains(err.Error(), "XELION_PASSWORD") {
+		t.Errorf("Validate reports %v, want every problem", err)
+	}
 	if v := ok.LogValue().String(); strings.Contains(v, "s3cr3t") {
 		t.Errorf("LogValue %q shows the password", v)
 	}

@@ -1,0 +1,165 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/pbx/xelion"
+	"github.com/voipbridge/voipbridge/pbx/xelion/xeliontest"
+)
+
+const xelionPassword = "xelion-e2e-pw-Jh2q"
+
+// xelionAgents maps the Xelion users of the scripts (by OID) to the ROBIN
+// extensions of the bridge's directory.
+var xelionAgents = map[string]string{"1650938": "201", "1650940": "202"}
+
+func xelionEnv(url string) []string {
+	return []string{
+		"XELION_URL=" + url,
+		"XELION_USERNAME=admin",
+		"XELION_PASSWORD=" + xelionPassword,
+		"XELION_USERSPACE=e2e",
+		"EXTENSIONS=1650938:201,1650940:202",
+	}
+}
+
+// startXelionBridge starts a fake Xelion on loopback and a bridge that
+// follows it, and waits until the source has subscribed.
+func startXelionBridge(t *testing.T, opts xeliontest.Options, env ...string) (*testBridge, *xeliontest.Server) {
+	t.Helper()
+	opts.Password = xelionPassword
+	fake := xeliontest.New(opts)
+	fake.Start()
+	// Cleanups run last-in first-out: the bridge (registered by startBridge
+	// below) stops before the fake.
+	t.Cleanup(fake.Close)
+	tb := startBridge(t, append(xelionEnv(fake.URL), env...)...)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := fake.WaitConnected(ctx, 1, xelion.Subscriptions...); err != nil {
+		t.Fatalf("the Xelion source did not subscribe: %v", err)
+	}
+	return tb, fake
+}
+
+// xelionWant derives the events the helpdesk should get from a script: its
+// want_events name the agents by Xelion OID, its signals give the call id,
+// the customer's number and the company number.
+func xelionWant(t *testing.T, sc xeliontest.Script) []wantEvent {
+	t.Helper()
+	var sigs []events.Signal
+	if err := json.Unmarshal(sc.Want, &sigs); err != nil || len(sigs) == 0 {
+		t.Fatalf("script signals: %v", err)
+	}
+	first := sigs[0]
+	var out []wantEvent
+	for _, e := range sc.WantEvents {
+		ext, ok := xelionAgents[e.Agent]
+		if !ok {
+			t.Fatalf("script names agent %q outside the directory", e.Agent)
+		}
+		out = append(out, wantEvent{e.Type, first.CallID, ext, first.Remote, first.Dialled, events.DirectionLabel(first.Direction)})
+	}
+	return out
+}
+
+// TestXelionCallsEndToEnd plays every Xelion call script from the fake
+// server through the real pipeline (source, journal, tracker, dispatcher)
+// to the fake ROBIN, including the socket drop and the session expiry.
+func TestXelionCallsEndToEnd(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "xelion", "calls", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+			// Every subtest has its own fake Xelion, bridge, journal and
+			// fake ROBIN, so they can run side by side.
+			t.Parallel()
+			sc, err := xeliontest.LoadScript(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := xelionWant(t, sc)
+			tb, fake := startXelionBridge(t, xeliontest.Options{})
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if err := fake.Play(ctx, sc.Steps); err != nil {
+				t.Fatal(err)
+			}
+			tb.WaitEvents(t, len(want))
+			got := tb.Settle(t)
+			if d := cmp.Diff(want, eventsOf(got)); d != "" {
+				t.Fatalf("%s\nevents at ROBIN (-want +got):\n%s", sc.Description, d)
+			}
+			for _, r := range got {
+				if r.Duplicate || r.OutOfOrder {
+					t.Fatalf("ROBIN flagged %+v", r.Event)
+				}
+			}
+		})
+	}
+}
+
+// TestXelionReadiness: /readyz reports the Xelion source, goes not ready
+// when the server is gone, and neither it nor /metrics shows the password.
+func TestXelionReadiness(t *testing.T) {
+	tb, fake := startXelionBridge(t, xeliontest.Options{})
+	if code, body := threecxGet(t, tb.URL+"/readyz"); code != http.StatusOK || !strings.Contains(body, `"xelion":"ok"`) {
+		t.Fatalf("/readyz while connected: %d %s", code, body)
+	}
+	if v := threecxMetric(t, tb, "voipbridge_xelion_connected"); v != 1 {
+		t.Errorf("voipbridge_xelion_connected = %v", v)
+	}
+	fake.Close()
+	threecxWaitUntil(t, "/readyz reports Xelion down", func() bool {
+		code, body := threecxGet(t, tb.URL+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "Xelion")
+	})
+	for _, path := range []string{"/readyz", "/metrics"} {
+		if _, body := threecxGet(t, tb.URL+path); strings.Contains(body, xelionPassword) {
+			t.Errorf("%s shows the Xelion password", path)
+		}
+	}
+}
+
+func TestXelionConfig(t *testing.T) {
+	base := []string{"DATA_DIR=x", "ROBIN_API_KEY=k", "WEBHOOK_TOKEN=t"}
+	if _, err := LoadConfig(base); err != nil {
+		t.Fatalf("without Xelion: %v", err)
+	}
+	cfg, err := LoadConfig(append(base, "XELION_URL=https://xelion.example.nl", "XELION_USERNAME=admin", "XELION_PASSWORD=s"))
+	if err != nil {
+		t.Fatalf("complete Xelion settings: %v", err)
+	}
+	if cfg.Xelion.Tenant != "master" || cfg.Xelion.TimeZone != "Europe/Amsterdam" {
+		t.Errorf("defaults: %+v", cfg.Xelion)
+	}
+	_, err = LoadConfig(append(base, "XELION_PASSWORD=hunter2-xelion", "XELION_TIMEZONE=Mars/Olympus"))
+	for _, name := range []string{"XELION_URL", "XELION_USERNAME", "XELION_TIMEZONE"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("want every problem, %s missing: %v", name, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error shows the password: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = LoadConfig(append(base, "XELION_URL=https://xelion.example.nl", "XELION_USERNAME=admin", "XELION_PASSWORD_FILE="+file))
+	if err != nil || cfg.Xelion.Password != "from-file" {
+		t.Errorf("XELION_PASSWORD_FILE: %q, %v", cfg.Xelion.Password, err)
+	}
+}
