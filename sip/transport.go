@@ -36,6 +36,9 @@ type stack struct {
 	serving sync.WaitGroup
 }
 
+// udpBuffer is the receive buffer asked for on the UDP socket.
+const udpBuffer = 4 << 20
+
 var errNoResponse = errors.New("transaction ended without a response")
 
 func startStack(set settings, tlsConf *tls.Config, log *slog.Logger, onNotify sipgo.RequestHandler) (_ *stack, err error) {
@@ -98,6 +101,13 @@ func startStack(set settings, tlsConf *tls.Config, log *slog.Logger, onNotify si
 			return nil, fmt.Errorf("sip: listen udp %s: %w", set.listen, err)
 		}
 		s.closers = append(s.closers, pc)
+		if uc, ok := pc.(*net.UDPConn); ok {
+			// A PBX restart sends a NOTIFY (and answers a SUBSCRIBE) for every
+			// extension at once; the default buffer drops part of that burst
+			// and each loss costs a retransmission timer. Best effort: the
+			// kernel caps it at net.core.rmem_max.
+			_ = uc.SetReadBuffer(udpBuffer)
+		}
 		port = pc.LocalAddr().(*net.UDPAddr).Port
 		serve = func() error { return s.srv.ServeUDP(pc) }
 		pooled = pc.LocalAddr().String()
