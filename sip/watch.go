@@ -378,9 +378,13 @@ func (w *watch) maintain(ctx context.Context, sub *subscription, expires *int, g
 						stable: refreshes > 0, why: "terminated by the PBX: " + orNone(n.reason)}
 				case noticeExpires:
 					// RFC 6665 §4.2.2: the notifier may shorten the subscription.
+					// Only ever move the refresh earlier: PBXs repeat the
+					// remaining time in every NOTIFY, rounded down.
 					if at := time.Now().Add(n.expires); at.Before(expiry) {
 						expiry = at
-						schedule(time.Now().Add(refreshIn(n.expires)))
+						if r := time.Now().Add(refreshIn(n.expires)); r.Before(next) {
+							schedule(r)
+						}
 					}
 				case noticeResync:
 					if at := time.Now().Add(w.c.resync); at.Before(next) {

@@ -421,3 +421,22 @@ func TestRefreshIn(t *testing.T) {
 		}
 	}
 }
+
+func TestRemainingTimeInNotifiesDoesNotDelayRefresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{start: time.Now()}
+		c := testCore(t, f, 0)
+		w, stop := runWatch(c, "201", 600)
+		// A PBX that repeats the remaining time, rounded down, in each NOTIFY.
+		for at := 100; at <= 440; at += 20 {
+			time.Sleep(time.Until(f.start.Add(time.Duration(at) * time.Second)))
+			w.mbox.post(notice{sub: f.sub("sub1"), kind: noticeExpires, expires: time.Duration(600-at-1) * time.Second})
+		}
+		time.Sleep(time.Until(f.start.Add(460 * time.Second)))
+		stop()
+		log := f.log()
+		if len(log) < 2 || log[1].At > 450*time.Second {
+			t.Errorf("refresh at %v, want no later than 450s: %+v", log[1].At, log)
+		}
+	})
+}
