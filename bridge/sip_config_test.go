@@ -3,6 +3,8 @@ package bridge
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -99,5 +101,28 @@ func TestSIPNotReadyWithoutSubscriptions(t *testing.T) {
 	})
 	if strings.Contains(body, sipPass) {
 		t.Errorf("/readyz shows the SIP password: %s", body)
+	}
+}
+
+// TestSIPListenFailureStopsStart: a SIP_LISTEN address that is taken makes
+// the bridge fail to start instead of dying later.
+func TestSIPListenFailureStopsStart(t *testing.T) {
+	taken, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg, err := LoadConfig(append([]string{"DATA_DIR=" + t.TempDir(), "HTTP_ADDR=127.0.0.1:0", "ROBIN_API_KEY=k", "WEBHOOK_TOKEN=t"},
+		"SIP_SERVER=127.0.0.1:5060", "SIP_LISTEN="+taken.LocalAddr().String(), "SIP_EXTENSIONS=201"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err == nil {
+		b.close()
+		t.Fatal("bridge started with its SIP port taken")
+	}
+	if !strings.Contains(err.Error(), "listen udp") {
+		t.Errorf("error %v does not say what failed", err)
 	}
 }

@@ -59,6 +59,9 @@ func startSIP(ctx context.Context, c SIPConfig, env *sourceEnv) error {
 	if err != nil {
 		return err
 	}
+	if err := mon.Listen(); err != nil { // a taken SIP_LISTEN port stops the start, not the running bridge
+		return err
+	}
 	env.Go("sip", mon.Run)
 	if fromDir {
 		env.Go("sip-directory", func(ctx context.Context) error {

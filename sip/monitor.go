@@ -68,6 +68,7 @@ type Monitor struct {
 	used    atomic.Bool
 
 	mu      sync.Mutex
+	stack   *stack             // set by Listen
 	exts    []string           // what to watch, in order
 	runners map[string]*runner // what is watched while Run runs
 	runCtx  context.Context    // nil unless Run is running
@@ -140,11 +141,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 	if !m.used.CompareAndSwap(false, true) {
 		return errors.New("sip: monitor already ran")
 	}
-	st, err := startStack(m.set, m.opts.TLS, m.log, m.onNotify)
-	if err != nil {
+	if err := m.Listen(); err != nil {
 		return err
 	}
-	m.c.req = st
+	st := m.stack
 	m.running.Store(true)
 	defer m.running.Store(false)
 	m.mu.Lock()
@@ -171,6 +171,25 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.inflight.Wait()
 	st.close()
 	m.log.Info("sip monitor stopped")
+	return nil
+}
+
+// Listen opens the SIP socket and the user agent, so that a bad SIP_LISTEN
+// or an unreachable contact address fails at startup rather than in Run.
+// Run calls it when it has not been called; once it succeeded, Run must
+// follow (Run closes what Listen opened).
+func (m *Monitor) Listen() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stack != nil {
+		return nil
+	}
+	st, err := startStack(m.set, m.opts.TLS, m.log, m.onNotify)
+	if err != nil {
+		return err
+	}
+	m.stack = st
+	m.c.req = st
 	return nil
 }
 
