@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -198,7 +197,6 @@ func (a *authCache) forget() {
 	a.mu.Unlock()
 }
 
-func (s *subscription) String() string { return fmt.Sprintf("%s/%s", s.w.ext, s.callID) }
 
 // emptyBody is the body of a SUBSCRIBE, for qop=auth-int.
 func emptyBody() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("")), nil }
