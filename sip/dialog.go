@@ -197,6 +197,5 @@ func (a *authCache) forget() {
 	a.mu.Unlock()
 }
 
-
 // emptyBody is the body of a SUBSCRIBE, for qop=auth-int.
 func emptyBody() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("")), nil }
