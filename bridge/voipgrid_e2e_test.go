@@ -120,6 +120,24 @@ func TestVoIPGRIDDuplicatesAndReordering(t *testing.T) {
 	}
 }
 
+// TestVoIPGRIDLateAnswer: Alice's answer arrives after the warm transfer to
+// Bob. The helpdesk still gets the call as it happened: answered by Alice,
+// transferred to Bob, ended with Bob.
+func TestVoIPGRIDLateAnswer(t *testing.T) {
+	sc := loadVoIPGRIDScript(t, "warm-transfer")
+	tb := startVoIPGRIDBridge(t)
+	for _, i := range []int{0, 1, 3, 2, 4} {
+		if code, body := postToken(t, tb, sc.Notifications[i]); code != http.StatusOK {
+			t.Fatalf("notification %d: %d %s", i, code, body)
+		}
+	}
+	want := sc.wantEvents()
+	tb.WaitEvents(t, len(want))
+	if d := cmp.Diff(want, eventsOf(tb.Settle(t))); d != "" {
+		t.Fatalf("events at ROBIN (-want +got):\n%s", d)
+	}
+}
+
 // TestVoIPGRIDAnswers: what the platform gets back through the bridge.
 func TestVoIPGRIDAnswers(t *testing.T) {
 	tb := startVoIPGRIDBridge(t)

@@ -278,7 +278,7 @@ func TestLateAnswerAfterEnd(t *testing.T) {
 
 // TestLateAnswerAfterTransfer: Alice's answer arrives after the transfer to
 // Bob. Her leg is journaled and ended at the transfer, so it cannot stay open
-// and look like the agent on the call.
+// and look like the agent on the call, and the transfer to Bob follows again.
 func TestLateAnswerAfterTransfer(t *testing.T) {
 	sc := loadScripts(t)["warm-transfer"]
 	j := &recorder{}
@@ -296,10 +296,17 @@ func TestLateAnswerAfterTransfer(t *testing.T) {
 		{Source: SourceName, CallID: callID, LegID: callID + "/201", Extension: "201", Remote: "+31612345678", Dialled: "+31508009000",
 			Direction: events.Inbound, State: events.Ended, Cause: CauseTransferred, Time: time.Date(2024, 3, 5, 10, 32, 10, 0, time.UTC)},
 	}
-	if diff := cmp.Diff(want, got[len(got)-2:], ignoreKey); diff != "" {
+	transfer := events.Signal{Source: SourceName, CallID: callID, LegID: callID + "/202", Extension: "202", Remote: "+31612345678", Dialled: "+31508009000",
+		Direction: events.Inbound, State: events.Transferred, Time: time.Date(2024, 3, 5, 10, 32, 10, 0, time.UTC)}
+	want = append(want, transfer)
+	if diff := cmp.Diff(want, got[len(got)-3:], ignoreKey); diff != "" {
 		t.Errorf("last signals (-want +got):\n%s", diff)
 	}
 	checkKeys(t, got)
+	// The transfer said again has a key of its own.
+	if got[len(got)-1].DedupKey == got[len(got)-4].DedupKey {
+		t.Errorf("transfer said again with the original key %q", got[len(got)-1].DedupKey)
+	}
 }
 
 // TestAnyOrderEndsTheCall posts each call's notifications in every order.

@@ -210,11 +210,12 @@ type callState struct {
 
 // handover is a transfer, remembered so that an agent leg reported late (a
 // notification older than the transfer arriving after it) is ended at the
-// transfer instead of staying open.
+// transfer instead of staying open, and the transfer is said again after it.
 type handover struct {
 	at      time.Time
 	key     string
 	targets []string
+	signal  *events.Signal // the transfer's own signal, for a single target
 }
 
 // plan returns the signals to journal for t given what is known of its call,
@@ -224,13 +225,18 @@ type handover struct {
 // a later one. Every signal carries its notification's timestamp, and for an
 // older notification the plan adds what keeps the later state in force:
 //   - an agent leg older than a transfer that went to someone else is ended
-//     at the transfer;
+//     at the transfer, and the transfer is said again (a tracker that took
+//     the transfer while the call seemed unanswered sees the hand-over now);
 //   - anything older than the call's end is followed by the call-level ended
 //     again, at the time of the end.
+//
+// The signals said again carry dedup keys of their own, derived from the
+// late notification, so that the tracker does not drop them as repeats.
 func (cs *callState) plan(t note) ([]events.Signal, func()) {
 	sigs := t.signals()
 	var extra []events.Signal
 	closed := map[string]bool{}
+	again := map[string]bool{}
 	for _, s := range sigs {
 		if s.Extension == "" || s.State == events.Ended || closed[s.LegID] {
 			continue
@@ -244,6 +250,12 @@ func (cs *callState) plan(t note) ([]events.Signal, func()) {
 			c.DedupKey = h.key + "|closes|" + s.LegID
 			extra = append(extra, c)
 			closed[s.LegID] = true
+			if h.signal != nil && !again[h.key] {
+				a := *h.signal
+				a.DedupKey = h.signal.DedupKey + "|after|" + t.key
+				extra = append(extra, a)
+				again[h.key] = true
+			}
 			break
 		}
 	}
@@ -263,7 +275,12 @@ func (cs *callState) plan(t note) ([]events.Signal, func()) {
 			}
 		case StatusWarmTransfer, StatusColdTransfer:
 			if ag := t.agents(); len(ag) > 0 && !slices.ContainsFunc(cs.handovers, func(h handover) bool { return h.key == t.key }) {
-				cs.handovers = append(cs.handovers, handover{at: t.at, key: t.key, targets: ag})
+				h := handover{at: t.at, key: t.key, targets: ag}
+				if len(sigs) == 1 && sigs[0].State == events.Transferred {
+					sig := sigs[0]
+					h.signal = &sig
+				}
+				cs.handovers = append(cs.handovers, h)
 			}
 		}
 	}
