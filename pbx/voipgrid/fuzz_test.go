@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/voipbridge/voipbridge/events"
 )
 
 // addSeeds adds every published payload and every notification of the call
@@ -61,9 +63,14 @@ func FuzzDecode(f *testing.F) {
 		note, _ := newNote(n, st, body, now)
 		// The same notification against a call that ended later and was
 		// handed over later, as a reordered arrival would see it.
+		xfer := events.Signal{Source: SourceName, CallID: n.CallID, LegID: n.CallID + "/999", Extension: "999",
+			Direction: events.Inbound, State: events.Transferred, Time: note.at.Add(time.Second), DedupKey: "h|x"}
 		cs := &callState{
 			ended: true, endedAt: note.at.Add(time.Minute), endKey: "end", endCause: "completed",
-			handovers: []handover{{at: note.at.Add(time.Second), key: "h", targets: []string{"999"}}},
+			handovers: []handover{
+				{at: note.at.Add(time.Second), key: "h", targets: []string{"999"}, signal: &xfer},
+				{at: note.at.Add(2 * time.Second), key: "h2", targets: []string{"998", "997"}},
+			},
 		}
 		for _, state := range []*callState{{}, cs} {
 			sigs, commit := state.plan(note)
