@@ -90,14 +90,32 @@ func waitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// testLogger logs warnings and errors into the test's log. sipgo may still
+// log from a goroutine of its own after the test ended (a message that was
+// being read when the user agent closed): those lines are dropped, since
+// t.Log must not be called once the test is over.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t testing.TB }
+type testWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(string(b))
+func (w *testWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(b))
+	}
 	return len(b), nil
 }
 

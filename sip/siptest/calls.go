@@ -125,7 +125,7 @@ func (p *PBX) changed(l *Leg) {
 		if p.opts.Partial {
 			state = "partial"
 		}
-		s.enqueue(notifyJob{state: "active", body: p.document(s.ext, v, state, l), ver: v})
+		p.push(s, notifyJob{state: "active", body: p.document(s.ext, v, state, l), ver: v})
 	}
 }
 

@@ -125,6 +125,7 @@ type PBX struct {
 	subscribes []SubscribeRecord
 	notifies   []NotifyResult
 	seq        int64
+	pending    int // NOTIFYs queued and not yet answered
 }
 
 type canned struct {
@@ -346,7 +347,7 @@ func (p *PBX) Terminate(ext, reason string, retryAfter int) {
 		if s.ext != ext {
 			continue
 		}
-		s.enqueue(notifyJob{state: state, ver: s.nextVersion()})
+		p.push(s, notifyJob{state: state, ver: s.nextVersion()})
 		s.stop()
 		delete(p.subs, id)
 	}
@@ -379,16 +380,12 @@ func (p *PBX) Subscribed(ext string) int {
 	return n
 }
 
-// Settled reports whether every queued NOTIFY has been sent and answered.
+// Settled reports whether every queued NOTIFY has been sent and its answer
+// recorded.
 func (p *PBX) Settled() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, s := range p.subs {
-		if len(s.queue) > 0 {
-			return false
-		}
-	}
-	return true
+	return p.pending == 0
 }
 
 func (p *PBX) onSubscribe(req *gosip.Request, tx gosip.ServerTransaction) {
@@ -483,7 +480,7 @@ func (p *PBX) subscribe(req *gosip.Request, rec *SubscribeRecord) (*gosip.Respon
 	res.AppendHeader(gosip.NewHeader("Expires", strconv.Itoa(expires)))
 	if expires == 0 {
 		delete(p.subs, callID)
-		s.enqueue(notifyJob{state: "terminated;reason=timeout", ver: s.nextVersion()})
+		p.push(s, notifyJob{state: "terminated;reason=timeout", ver: s.nextVersion()})
 		s.stop()
 		return res, nil
 	}
@@ -495,7 +492,7 @@ func (p *PBX) subscribe(req *gosip.Request, rec *SubscribeRecord) (*gosip.Respon
 			return
 		}
 		v := s.nextVersion()
-		s.enqueue(notifyJob{state: state, body: p.document(s.ext, v, "full", nil), ver: v})
+		p.push(s, notifyJob{state: state, body: p.document(s.ext, v, "full", nil), ver: v})
 	}
 }
 
@@ -505,10 +502,12 @@ func (s *subscription) nextVersion() uint64 {
 	return v
 }
 
-func (s *subscription) enqueue(j notifyJob) {
+// push queues a NOTIFY for s; p.mu is held.
+func (p *PBX) push(s *subscription, j notifyJob) {
 	select {
 	case <-s.done:
 	case s.queue <- j:
+		p.pending++
 	default: // a test flooding one subscription; the PBX would drop it too
 	}
 }
@@ -540,6 +539,11 @@ func (p *PBX) sender(s *subscription) {
 }
 
 func (p *PBX) send(s *subscription, j notifyJob) {
+	defer func() {
+		p.mu.Lock()
+		p.pending--
+		p.mu.Unlock()
+	}()
 	for attempt := 0; ; attempt++ {
 		status := p.sendOnce(s, j)
 		if status < 500 || attempt >= p.opts.RetryNotify || p.ctx.Err() != nil {
