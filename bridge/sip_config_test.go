@@ -14,7 +14,7 @@ import (
 	"github.com/voipbridge/voipbridge/sip/siptest"
 )
 
-var sipBase = []string{"ROBIN_API_KEY=k", "WEBHOOK_TOKEN=t", "DATA_DIR=/tmp/x"}
+var sipBase = []string{"ROBIN_API_KEY=k", "WEBHOOK_TOKEN=t", "DATA_DIR=data"}
 
 func TestSIPConfigFromEnvironment(t *testing.T) {
 	pwFile := filepath.Join(t.TempDir(), "sip-password")
