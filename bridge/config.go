@@ -72,7 +72,7 @@ type Config struct {
 func secretNames() []string {
 	return slices.Concat(
 		[]string{"ROBIN_API_KEY", "ROBIN_API_SECRET", "WEBHOOK_TOKEN", "WEBHOOK_HMAC_SECRET", "ADMIN_TOKEN"},
-		sipSecrets, threecxSecrets, xelionSecrets,
+		sipSecrets, threecxSecrets, xelionSecrets, voipgridSecrets,
 	)
 }
 

@@ -218,7 +218,12 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 			c.LastRang = agent
 			return r
 		}
-		target := "xfer:" + s.Extension
+		// The target's leg: the one the signal names, so that its later
+		// end closes it; else one per target extension.
+		target := s.LegID
+		if target == "" {
+			target = "xfer:" + s.Extension
+		}
 		c.Legs[target] = &leg{State: Answered, Agent: agent, Time: s.Time, Since: now}
 		m.answeredBy(c, target, agent, now, &r)
 	case Ended:

@@ -166,6 +166,20 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "transferred with a leg id: that leg's end ends the call",
+			steps: []step{
+				sig(0, "c1", Answered, "201", legID("X/201")),
+				sig(20*s, "c1", Transferred, "202", legID("X/202")),
+				sig(40*s, "c1", Ended, "202", legID("X/202")),
+				tick(51 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventTransfer, "c1", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "202", caller, did, "Inbound"},
+			},
+		},
+		{
 			name: "transfer by correlation: new call id, same caller and DID, within the window",
 			steps: []step{
 				sig(0, "a", Answered, "201"),
