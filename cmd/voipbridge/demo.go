@@ -108,7 +108,10 @@ type simulator interface {
 
 // simulators are the PBXs the demo can play, by --pbx name.
 var simulators = map[string]func(out *demoPrinter) (simulator, error){
-	"generic": func(out *demoPrinter) (simulator, error) { return &genericPBX{out: out}, nil },
+	"generic":  func(out *demoPrinter) (simulator, error) { return &genericPBX{out: out}, nil },
+	"3cx":      newThreeCXPBX,
+	"xelion":   newXelionPBX,
+	"voipgrid": newVoIPGRIDPBX,
 }
 
 func simulatorNames() []string {
