@@ -174,8 +174,8 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 	if err := sim.Start("http://"+b.Addr(), token); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "voipbridge demo: a simulated PBX reports calls to the bridge (%s, bridge at http://%s);\n", sim.Name(), b.Addr())
-	fmt.Fprintf(stdout, "the bridge journals them, works out the events and delivers them to a fake ROBIN at %s.\n\n", robinFake.URL())
+	out.printf("voipbridge demo: a simulated PBX reports calls to the bridge (%s, bridge at http://%s);\n", sim.Name(), b.Addr())
+	out.printf("the bridge journals them, works out the events and delivers them to a fake ROBIN at %s.\n\n", robinFake.URL())
 
 	want := 0
 	var wg sync.WaitGroup
@@ -199,7 +199,7 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		fmt.Fprintln(stdout, "\ninterrupted; stopping the bridge")
+		out.println("\ninterrupted; stopping the bridge")
 		return nil
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -217,7 +217,7 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 		parts = append(parts, fmt.Sprintf("%d %s", n, t))
 	}
 	sort.Strings(parts)
-	fmt.Fprintf(stdout, "\ndone: %d calls, ROBIN received %d events (%s).\n", calls, len(got), strings.Join(parts, ", "))
+	out.printf("\ndone: %d calls, ROBIN received %d events (%s).\n", calls, len(got), strings.Join(parts, ", "))
 	return nil
 }
 
@@ -281,6 +281,19 @@ type demoPrinter struct {
 	mu    sync.Mutex
 	w     io.Writer
 	start time.Time
+}
+
+// printf writes free text, serialised with the lines.
+func (p *demoPrinter) printf(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format, args...)
+}
+
+func (p *demoPrinter) println(args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintln(p.w, args...)
 }
 
 func (p *demoPrinter) line(who, msg string) {
