@@ -417,6 +417,7 @@ func TestBreakerOpen(t *testing.T) {
 		if got := q.Usage()[0].Used; got != used {
 			t.Errorf("quota used %d → %d with the breaker open; want unchanged", used, got)
 		}
+		synctest.Wait() // the refusal is logged by the goroutine that asked
 		if !strings.Contains(e.logs.String(), "reason=breaker_open") {
 			t.Errorf("logs do not say the breaker is open:\n%s", e.logs.String())
 		}

@@ -521,9 +521,19 @@ func (s *Server) expire() {
 // would: the WebSocket closes and the tokens are refused.
 func (s *Server) ExpireSessions() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	// The socket closes after the notifications already written to it, as
+	// a server ending a session does; an abrupt close here could make the
+	// client's kernel discard what it had received but not yet read.
+	c := s.cur
+	s.cur = nil
 	for _, sess := range s.sessions {
 		s.endLocked(sess)
+	}
+	s.mu.Unlock()
+	if c != nil {
+		s.sendMu.Lock()
+		defer s.sendMu.Unlock()
+		go c.ws.Close(websocket.StatusPolicyViolation, "session expired")
 	}
 }
 
