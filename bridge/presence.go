@@ -5,9 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/voipbridge/voipbridge/pbx/webhook"
 	"github.com/voipbridge/voipbridge/phone"
 	"github.com/voipbridge/voipbridge/presence"
 	"github.com/voipbridge/voipbridge/robin"
@@ -24,6 +26,8 @@ type PresenceConfig struct {
 	Fallback      string        `env:"PRESENCE_FALLBACK" envDefault:"error"`
 	ExtraChannels []string      `env:"PRESENCE_EXTRA_CHANNELS" envSeparator:","`
 	Warm          string        `env:"PRESENCE_WARM"`
+	// AllowCIDRs limits who may ask: every look-up can cost quota.
+	AllowCIDRs []string `env:"PRESENCE_ALLOW_CIDRS" envSeparator:","`
 }
 
 // config turns the environment's settings into the cache's policy,
@@ -56,6 +60,9 @@ func (c PresenceConfig) config() (presence.Config, error) {
 
 func (c PresenceConfig) validate() error {
 	_, err := c.config()
+	if _, cerr := webhook.ParseCIDRs(c.AllowCIDRs); cerr != nil {
+		err = errors.Join(err, errors.New("PRESENCE_ALLOW_CIDRS: "+strings.TrimPrefix(cerr.Error(), "WEBHOOK_ALLOW_CIDRS: ")))
+	}
 	return err
 }
 
@@ -102,7 +109,16 @@ func startPresence(ctx context.Context, c PresenceConfig, env *presenceEnv) erro
 	if err != nil {
 		return err
 	}
-	env.Mux.Handle("GET /v1/presence", cache)
+	allow, err := webhook.ParseCIDRs(c.AllowCIDRs)
+	if err != nil {
+		return err
+	}
+	var h http.Handler = cache
+	if len(allow) > 0 {
+		// The webhook guard with only an allow-list: no token, no body.
+		h = (&webhook.Guard{Allow: allow, Logger: env.Log}).Wrap("presence", cache)
+	}
+	env.Mux.Handle("GET /v1/presence", h)
 	env.Go("presence", cache.Run)
 	return nil
 }

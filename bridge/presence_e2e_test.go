@@ -241,3 +241,32 @@ func presenceMetric(t *testing.T, metrics, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestPresenceAllowList: with PRESENCE_ALLOW_CIDRS, a caller outside the
+// list gets 403 and costs no request to ROBIN.
+func TestPresenceAllowList(t *testing.T) {
+	outside := startBridge(t, "PRESENCE_ALLOW_CIDRS=10.0.0.0/8")
+	resp, err := http.Get(outside.URL + "/v1/presence?channel=Chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("caller outside the list: %d, want 403", resp.StatusCode)
+	}
+	if n := len(outside.Robin.Requests()); n != 0 {
+		t.Fatalf("%d requests reached ROBIN for a refused caller", n)
+	}
+	inside := startBridge(t, "PRESENCE_ALLOW_CIDRS=127.0.0.0/8,::1")
+	resp, err = http.Get(inside.URL + "/v1/presence?channel=Chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("caller inside the list: %d, want 200", resp.StatusCode)
+	}
+	if _, err := LoadConfig([]string{"ROBIN_API_KEY=k", "WEBHOOK_TOKEN=t", "PRESENCE_ALLOW_CIDRS=10.0.0.0/33"}); err == nil || !strings.Contains(err.Error(), "PRESENCE_ALLOW_CIDRS") {
+		t.Fatalf("bad CIDR: %v", err)
+	}
+}
