@@ -112,6 +112,7 @@ var simulators = map[string]func(out *demoPrinter) (simulator, error){
 	"3cx":      newThreeCXPBX,
 	"xelion":   newXelionPBX,
 	"voipgrid": newVoIPGRIDPBX,
+	"sip":      newSIPPBX,
 }
 
 func simulatorNames() []string {
