@@ -237,6 +237,10 @@ func (d *Dispatcher) broadcastLocked() {
 // next waits for the most urgent deliverable event and marks its lane busy.
 func (d *Dispatcher) next(ctx context.Context) (*item, *lane) {
 	for {
+		if ctx.Err() != nil {
+			// Shutting down: what is queued stays in the journal.
+			return nil, nil
+		}
 		d.mu.Lock()
 		now := time.Now()
 		wait := time.Duration(-1)

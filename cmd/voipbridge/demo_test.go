@@ -19,6 +19,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, pbx := range simulatorNames() {
 		t.Run(pbx, func(t *testing.T) {
+			t.Parallel()
 			var out, errOut bytes.Buffer
 			if code := run([]string{"demo", "--pbx", pbx}, nil, &out, &errOut); code != 0 {
 				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())

@@ -59,6 +59,8 @@ func serve(environ []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "voipbridge: configuration is not valid:\n%s\n", indent(err.Error()))
 		return 2
 	}
+	// Libraries that log through slog's default (sipgo does) log like the bridge.
+	slog.SetDefault(log)
 	ctx, stop := signalContext(log)
 	defer stop()
 	b, err := bridge.New(ctx, cfg, log)

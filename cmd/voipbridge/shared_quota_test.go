@@ -14,9 +14,10 @@ import (
 
 // TestTwoBridgesShareOneQuota: two bridge processes with their own journals
 // on one external NATS server, using one ROBIN key, stay within the key's
-// limits together: ROBIN (which allows a little more than the bridges are
-// configured for) sees no window exceeded. Each bridge alone would use the
-// whole configured rate, so without sharing the two would exceed it.
+// limits together. The bridges are configured for 3/1s and 12/5s and ROBIN
+// enforces 5/1s and 20/5s: two bridges that did not share would start up
+// to 6/1s and 24/5s and be refused, while the headroom absorbs requests
+// that leave a loaded machine later than the quota admitted them.
 func TestTwoBridgesShareOneQuota(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -44,7 +45,7 @@ func TestTwoBridgesShareOneQuota(t *testing.T) {
 		cmd := startProcess(t, bin, addr, []string{
 			"HTTP_ADDR=" + addr, "NATS_URL=" + ns.ClientURL(), "JOURNAL_NAME=" + name, "LOG_FORMAT=json",
 			"ROBIN_API_URL=" + fake.URL(), "ROBIN_PRESENCE_URL=" + fake.PresenceURL(), "ROBIN_API_KEY=shared-key",
-			"ROBIN_RATE_LIMITS=4/1s,16/5s", "ROBIN_PRESENCE_RESERVE=0", "WEBHOOK_TOKEN=tok", "TRANSFER_WINDOW=0s",
+			"ROBIN_RATE_LIMITS=3/1s,12/5s", "ROBIN_PRESENCE_RESERVE=0", "WEBHOOK_TOKEN=tok", "TRANSFER_WINDOW=0s",
 		})
 		defer func() { cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	}
