@@ -251,3 +251,61 @@ func TestKillNineDuringOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestSIGTERMWithBacklog: SIGTERM while events wait for the quota drains
+// promptly and exits 0; what was not delivered is delivered after a restart.
+func TestSIGTERMWithBacklog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	fake := robintest.NewServer(robintest.Options{APIKey: "term-key"})
+	defer fake.Close()
+	dir, addr := t.TempDir(), freeAddr(t)
+	env := []string{
+		"HTTP_ADDR=" + addr, "DATA_DIR=" + dir, "LOG_FORMAT=json",
+		"ROBIN_API_URL=" + fake.URL(), "ROBIN_PRESENCE_URL=" + fake.PresenceURL(), "ROBIN_API_KEY=term-key",
+		"WEBHOOK_TOKEN=tok", "TRANSFER_WINDOW=0s", "ROBIN_RATE_LIMITS=5/1s",
+	}
+	cmd := startProcess(t, bin, addr, env)
+	const calls = 15
+	for i := range calls {
+		for _, ev := range []string{"answered", "ended"} {
+			body := fmt.Sprintf(`{"call_id":"t%d","event":%q,"from":"+3161234%04d","extension":"201"}`, i, ev, i)
+			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer tok")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("webhook: %v %v", err, resp)
+			}
+			resp.Body.Close()
+		}
+	}
+	time.Sleep(time.Second)
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	errc := make(chan error, 1)
+	go func() { errc <- cmd.Wait() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatalf("after SIGTERM the bridge exited with %v, want 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the bridge did not exit within 20s of SIGTERM")
+	}
+	before := len(fake.Events())
+	t.Logf("drained in %v with %d of %d events delivered", time.Since(start).Round(time.Millisecond), before, 2*calls)
+	if before >= 2*calls {
+		t.Fatalf("everything was delivered before SIGTERM; the test proves nothing")
+	}
+	cmd = startProcess(t, bin, addr, env)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := fake.WaitEvents(ctx, 2*calls); err != nil {
+		t.Fatalf("after the restart ROBIN has %d of %d: %v", len(fake.Events()), 2*calls, err)
+	}
+}
