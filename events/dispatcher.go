@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/voipbridge/voipbridge/backoff"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -424,12 +424,7 @@ func (d *Dispatcher) recovered() {
 }
 
 func (d *Dispatcher) backoff(attempt int) time.Duration {
-	b := d.o.BackoffMin << min(attempt-1, 20)
-	if b <= 0 || b > d.o.BackoffMax {
-		b = d.o.BackoffMax
-	}
-	// Full jitter on the upper half keeps retries of many calls apart.
-	return b/2 + rand.N(b/2+1)
+	return backoff.Delay(attempt, d.o.BackoffMin, d.o.BackoffMax)
 }
 
 // ack removes a delivered event from the journal.

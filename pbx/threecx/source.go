@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/voipbridge/voipbridge/backoff"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -226,15 +226,9 @@ func (s *Source) sessionWasHealthy(start time.Time) bool {
 	return time.Since(start) >= s.maxBackoff
 }
 
-// backoff is the wait before attempt n (n ≥ 1): min·2^(n-1), capped, of which
-// a random half is taken off so that many bridges do not reconnect in step.
+// backoff is the wait before reconnect attempt n (1-based).
 func (s *Source) backoff(n int) time.Duration {
-	d := s.minBackoff
-	for i := 1; i < n && d < s.maxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.maxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(n, s.minBackoff, s.maxBackoff)
 }
 
 // session is one connection: WebSocket up, snapshot, then messages until

@@ -1,10 +1,10 @@
 package voipgrid
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/voipbridge/voipbridge/pbx"
 	"strconv"
 	"strings"
 	"time"
@@ -78,11 +78,11 @@ type Party struct {
 	Number string `json:"number"`
 	Name   string `json:"name"`
 	// AccountNumber is the VoIPGRID phone account (a number, or null).
-	AccountNumber flexString `json:"account_number"`
+	AccountNumber pbx.FlexString `json:"account_number"`
 	// UserNumbers are the internal extension numbers of the account's user:
 	// what the directory maps to an agent.
-	UserNumbers []flexString `json:"user_numbers"`
-	UserEmails  []string     `json:"user_emails"`
+	UserNumbers []pbx.FlexString `json:"user_numbers"`
+	UserEmails  []string         `json:"user_emails"`
 }
 
 // Destination is where the call goes: the dialled number and, once phones
@@ -102,31 +102,6 @@ func (p Party) Extension() string {
 		}
 	}
 	return ""
-}
-
-// flexString is a JSON string that also accepts a number or null, because
-// account numbers and user numbers appear both ways in VoIPGRID payloads.
-type flexString string
-
-func (f *flexString) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case bytes.Equal(b, []byte("null")):
-		*f = ""
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*f = flexString(s)
-	default:
-		var n json.Number
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("want a string or a number: %w", err)
-		}
-		*f = flexString(n.String())
-	}
-	return nil
 }
 
 // ErrNoCallID is returned by Decode for a notification without call_id.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/voipbridge/voipbridge/pbx"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -49,28 +50,28 @@ type Message struct {
 
 // Ref is a reference to a Xelion object (an addressable, a phone line).
 type Ref struct {
-	OID        flexString `json:"oid"`
-	CommonName string     `json:"commonName"`
-	ObjectType string     `json:"objectType"`
+	OID        pbx.FlexString `json:"oid"`
+	CommonName string         `json:"commonName"`
+	ObjectType string         `json:"objectType"`
 }
 
 // CallEvent is the notification object of the call events (and, as assumed
 // here, of callTransferredEvent).
 type CallEvent struct {
-	CallID flexString `json:"callId"`
+	CallID pbx.FlexString `json:"callId"`
 	// Initiation says how the call was initiated (for example "outgoing").
 	Initiation string `json:"initiation"`
 	// CallDirection is Inbound, Outbound or NotAvailable where Xelion sends it.
 	CallDirection string `json:"callDirection"`
 	// Date is when the call was initiated (a local time without zone).
-	Date              string     `json:"date"`
-	CallerPhoneNumber string     `json:"callerPhoneNumber"`
-	CallerName        string     `json:"callerName"`
-	CallerAddressable *Ref       `json:"callerAddressable"`
-	CalleePhoneNumber string     `json:"calleePhoneNumber"`
-	CalleeName        string     `json:"calleeName"`
-	CalleeAddressable *Ref       `json:"calleeAddressable"`
-	Duration          flexString `json:"duration"`
+	Date              string         `json:"date"`
+	CallerPhoneNumber string         `json:"callerPhoneNumber"`
+	CallerName        string         `json:"callerName"`
+	CallerAddressable *Ref           `json:"callerAddressable"`
+	CalleePhoneNumber string         `json:"calleePhoneNumber"`
+	CalleeName        string         `json:"calleeName"`
+	CalleeAddressable *Ref           `json:"calleeAddressable"`
+	Duration          pbx.FlexString `json:"duration"`
 }
 
 // Event is one decoded call notification.
@@ -145,7 +146,7 @@ func Decode(data []byte) (Event, error) {
 	if err := json.Unmarshal(m.Notification, &c); err != nil {
 		return Event{}, &DecodeError{Reason: reasonJSON, Err: err}
 	}
-	c.CallID = flexString(strings.TrimSpace(string(c.CallID)))
+	c.CallID = pbx.FlexString(strings.TrimSpace(string(c.CallID)))
 	if c.CallID == "" {
 		return Event{}, &DecodeError{Reason: reasonNoCallID}
 	}
@@ -210,31 +211,6 @@ func (c CallEvent) remote() party {
 		return c.callee()
 	}
 	return c.caller()
-}
-
-// flexString is a JSON string that also accepts a number or null: Xelion
-// OIDs and call ids appear both ways.
-type flexString string
-
-func (f *flexString) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case bytes.Equal(b, []byte("null")):
-		*f = ""
-	case len(b) > 0 && b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*f = flexString(s)
-	default:
-		var n json.Number
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("want a string or a number: %w", err)
-		}
-		*f = flexString(n.String())
-	}
-	return nil
 }
 
 // Session answers of the REST API.

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/voipbridge/voipbridge/backoff"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -189,15 +189,9 @@ func (s *Source) shutdown() {
 	s.sess.logout(ctx)
 }
 
-// backoff is the wait before reconnect attempt n (1-based): min·2^(n-1),
-// capped at max, then jittered to between half and all of it.
+// backoff is the wait before reconnect attempt n (1-based).
 func (s *Source) backoff(n int) time.Duration {
-	d := s.minBackoff
-	for i := 1; i < n && d < s.maxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.maxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(n, s.minBackoff, s.maxBackoff)
 }
 
 func (s *Source) setConnected(up bool) {

@@ -3,6 +3,7 @@ package xelion
 import (
 	"encoding/json"
 	"errors"
+	"github.com/voipbridge/voipbridge/pbx"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -568,7 +569,7 @@ func BenchmarkTranslate(b *testing.B) {
 		call := strconv.Itoa(i / len(evs))
 		now = t0.Add(time.Duration(i/len(evs)) * time.Second) // a new call every second
 		ev := evs[i%len(evs)]
-		ev.Call.CallID += flexString("." + call)
+		ev.Call.CallID += pbx.FlexString("." + call)
 		tr.apply(ev)
 	}
 }
