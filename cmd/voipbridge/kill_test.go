@@ -74,6 +74,36 @@ func startProcess(t *testing.T, bin, addr string, env []string) *exec.Cmd {
 	}
 }
 
+// postWebhook posts a generic webhook body to the bridge at addr and fails
+// the test unless it was accepted (journaled).
+func postWebhook(t *testing.T, addr, token, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("webhook: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("webhook answered %d", resp.StatusCode)
+	}
+}
+
+// postCalls posts n answered-then-ended calls with ids prefix0, prefix1, …
+// and returns the number of events they make.
+func postCalls(t *testing.T, addr, token, prefix string, n int) int {
+	t.Helper()
+	for i := range n {
+		for _, ev := range []string{"answered", "ended"} {
+			postWebhook(t, addr, token, fmt.Sprintf(`{"call_id":"%s%d","event":%q,"from":"+3161234%04d","to":"+31858770023","extension":"201"}`, prefix, i, ev, i))
+		}
+	}
+	return 2 * n
+}
+
 // TestKillNineLosesNothing starts the real binary, posts a burst of calls,
 // kills it with SIGKILL while most events are still undelivered, restarts
 // it on the same journal, and checks that ROBIN received every event, at
@@ -104,24 +134,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 	cmd := startProcess(t, bin, addr, env)
 
 	const calls = 60
-	post := func(body string) {
-		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer kill-token")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("webhook answered %d", resp.StatusCode)
-		}
-	}
-	for i := range calls {
-		post(fmt.Sprintf(`{"call_id":"k%d","event":"answered","from":"+3161234%04d","to":"+31858770023","extension":"201"}`, i, i))
-		post(fmt.Sprintf(`{"call_id":"k%d","event":"ended","from":"+3161234%04d","to":"+31858770023","extension":"201"}`, i, i))
-	}
+	postCalls(t, addr, "kill-token", "k", calls)
 	// Every post was acknowledged. Let some events through, then kill.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -206,19 +219,7 @@ func TestKillNineDuringOutage(t *testing.T) {
 	}
 	cmd := startProcess(t, bin, addr, env)
 	const calls = 20
-	for i := range calls {
-		for _, ev := range []string{"answered", "ended"} {
-			body := fmt.Sprintf(`{"call_id":"o%d","event":%q,"from":"+3161234%04d","extension":"201"}`, i, ev, i)
-			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer kill-token")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil || resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("webhook: %v %v", err, resp)
-			}
-			resp.Body.Close()
-		}
-	}
+	postCalls(t, addr, "kill-token", "o", calls)
 	time.Sleep(time.Second) // the outage goes on; events wait in the journal
 	if n := len(fake.Events()); n != 0 {
 		t.Fatalf("%d events accepted during the outage", n)
@@ -269,19 +270,7 @@ func TestSIGTERMWithBacklog(t *testing.T) {
 	}
 	cmd := startProcess(t, bin, addr, env)
 	const calls = 15
-	for i := range calls {
-		for _, ev := range []string{"answered", "ended"} {
-			body := fmt.Sprintf(`{"call_id":"t%d","event":%q,"from":"+3161234%04d","extension":"201"}`, i, ev, i)
-			req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer tok")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil || resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("webhook: %v %v", err, resp)
-			}
-			resp.Body.Close()
-		}
-	}
+	postCalls(t, addr, "tok", "t", calls)
 	time.Sleep(time.Second)
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,19 +49,7 @@ func TestTwoBridgesShareOneQuota(t *testing.T) {
 	}
 	const calls = 8
 	for i, addr := range addrs {
-		for c := range calls {
-			for _, ev := range []string{"answered", "ended"} {
-				body := fmt.Sprintf(`{"call_id":"b%d-%d","event":%q,"from":"+316123%02d%03d","extension":"201"}`, i, c, ev, i, c)
-				req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer tok")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil || resp.StatusCode != http.StatusAccepted {
-					t.Fatalf("webhook: %v %v", err, resp)
-				}
-				resp.Body.Close()
-			}
-		}
+		postCalls(t, addr, "tok", fmt.Sprintf("b%d-", i), calls)
 	}
 	want := 2 * 2 * calls
 	deadline := time.Now().Add(90 * time.Second)

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -42,14 +40,7 @@ func TestSIGHUPReloadsExtensions(t *testing.T) {
 		t.Helper()
 		n := len(fake.Events())
 		body := fmt.Sprintf(`{"call_id":%q,"event":"answered","from":"061234567%d","extension":"201"}`, call, n)
-		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/webhooks/generic", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer tok")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 202 {
-			t.Fatalf("webhook: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		postWebhook(t, addr, "tok", body)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		got, err := fake.WaitEvents(ctx, n+1)
