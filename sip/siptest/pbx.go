@@ -27,7 +27,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -156,9 +155,18 @@ type notifyJob struct {
 	ver   uint64
 }
 
+// TB is the part of testing.TB that Start uses (an interface, so that the
+// fake can be linked into a program, such as the demo, without the testing
+// package).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Start runs a fake PBX on 127.0.0.1 with an ephemeral port and stops it
 // when the test ends.
-func Start(t testing.TB, opts Options) *PBX {
+func Start(t TB, opts Options) *PBX {
 	t.Helper()
 	p, err := New(opts)
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/coder/websocket"
@@ -83,8 +82,17 @@ type Server struct {
 	refuseWS int // WebSocket handshakes still to refuse
 }
 
+// TB is the part of testing.TB that Start uses (an interface, so that the
+// fake can be linked into a program, such as the demo, without the testing
+// package).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Start returns a started fake that is closed when the test ends.
-func Start(t testing.TB, opts Options) *Server {
+func Start(t TB, opts Options) *Server {
 	t.Helper()
 	s := New(opts)
 	s.Start()
