@@ -88,6 +88,10 @@ type NotifyResult struct {
 	State   string // Subscription-State header value
 	Status  int    // response status, 0 when none came
 	Body    string
+	// Err says why no answer came: the NOTIFY could not be sent (sipgo
+	// refuses a UDP message over 1300 bytes, RFC 3261 §18.1.1; use TCP or
+	// Partial for big documents) or no answer arrived in time.
+	Err string
 }
 
 // SubscribeRecord is one SUBSCRIBE the PBX received.
@@ -103,6 +107,7 @@ type SubscribeRecord struct {
 
 // PBX is a running fake PBX.
 type PBX struct {
+	log     *slog.Logger
 	opts    Options
 	certs   *x509.CertPool
 	ua      *sipgo.UserAgent
@@ -197,7 +202,7 @@ func New(opts Options) (*PBX, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &PBX{opts: opts, ua: ua, realm: opts.Domain, subs: map[string]*subscription{}, calls: map[string]*Leg{},
+	p := &PBX{log: log, opts: opts, ua: ua, realm: opts.Domain, subs: map[string]*subscription{}, calls: map[string]*Leg{},
 		nonces: map[string]int{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(log))
@@ -591,12 +596,19 @@ func (p *PBX) sendOnce(s *subscription, j notifyJob) int {
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
 	res, err := p.cli.Do(ctx, n)
-	status := 0
-	if err == nil && res != nil {
+	status, why := 0, ""
+	switch {
+	case err != nil:
+		why = err.Error()
+		if p.ctx.Err() == nil {
+			// Loud, not silent: a lost NOTIFY changes what a test sees.
+			p.log.Error("siptest: NOTIFY not delivered", "ext", s.ext, "version", j.ver, "size", len(n.String()), "err", err)
+		}
+	case res != nil:
 		status = res.StatusCode
 	}
 	p.mu.Lock()
-	p.notifies = append(p.notifies, NotifyResult{Ext: s.ext, CallID: s.callID, Version: j.ver, State: j.state, Status: status, Body: string(j.body)})
+	p.notifies = append(p.notifies, NotifyResult{Ext: s.ext, CallID: s.callID, Version: j.ver, State: j.state, Status: status, Body: string(j.body), Err: why})
 	p.mu.Unlock()
 	return status
 }
