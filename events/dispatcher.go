@@ -427,8 +427,12 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 	return backoff.Delay(attempt, d.o.BackoffMin, d.o.BackoffMax)
 }
 
-// ack removes a delivered event from the journal.
+// ack removes a delivered event from the journal. It gives up after a
+// while (the journal unreachable), so that a drain cannot hang: the event
+// then stays journaled and may be sent once more after a restart.
 func (d *Dispatcher) ack(ctx context.Context, it *item) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	if err := retry(ctx, func() error {
 		err := d.o.Journal.events.DeleteMsg(ctx, it.seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -454,12 +458,14 @@ func (d *Dispatcher) deadLetter(ctx context.Context, it *item, status int, body,
 		body = body[:1024]
 	}
 	data, _ := json.Marshal(DeadLetter{Envelope: it.env, Status: status, Body: body, Reason: reason, Time: time.Now().UTC()})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	if err := retry(ctx, func() error {
 		_, err := d.o.Journal.js.Publish(ctx, d.o.Journal.n.deadSubj+"."+subjectToken(it.env.Source), data,
 			jetstream.WithMsgID(fmt.Sprintf("dl|%s|%d", it.env.MsgID, it.seq)))
 		return err
 	}); err != nil {
-		d.log.Error("dispatcher: dead letter not stored; the event stays queued", "call_id", it.env.Event.ID, "err", err)
+		d.log.Error("dispatcher: dead letter not stored; the event stays in the journal and is tried again after a restart", "call_id", it.env.Event.ID, "err", err)
 		return
 	}
 	d.ack(ctx, it)
