@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -49,5 +50,31 @@ func TestUnknownCommandAndPBX(t *testing.T) {
 	errOut.Reset()
 	if code := run([]string{"serve"}, []string{"CALL_TIMEOUT=x"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "ROBIN_API_KEY") || !strings.Contains(errOut.String(), "CALL_TIMEOUT") {
 		t.Fatalf("bad config: %d %s", code, errOut.String())
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	csv := dir + "/agents.csv"
+	var out, errOut bytes.Buffer
+	base := []string{"ROBIN_API_KEY=k", "WEBHOOK_TOKEN=t", "EXTENSIONS_FILE=" + csv}
+	if code := run([]string{"check"}, base, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "agents.csv") {
+		t.Fatalf("missing extensions file: %d %s", code, errOut.String())
+	}
+	if err := os.WriteFile(csv, []byte("pbx_id,robin_extension,name,email\n201,301,Ann,ann@example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := run([]string{"check"}, append(base, "VOIPGRID_ENABLED=true"), &out, &errOut); code != 0 {
+		t.Fatalf("valid configuration: %d %s", code, errOut.String())
+	}
+	for _, want := range []string{"configuration is valid", "1 from EXTENSIONS", "Voys/VoIPGRID"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "=k") {
+		t.Fatal("check shows a secret")
 	}
 }

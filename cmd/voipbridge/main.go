@@ -25,6 +25,7 @@ commands:
   serve        run the bridge (default); configured by environment variables
   demo         run the whole flow on this machine: a simulated PBX, the bridge
                and a fake helpdesk, printing what happens (voipbridge demo -h)
+  check        validate the configuration and the extension directory, then exit
   deadletters  list or replay events the helpdesk rejected (list | replay [ID])
   version      print the version
 `
@@ -39,6 +40,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return serve(environ, stderr)
 	case "demo":
 		return demo(args, environ, stdout, stderr)
+	case "check":
+		return check(environ, stdout, stderr)
 	case "deadletters":
 		return deadletters(args, environ, stdout, stderr)
 	case "version":
@@ -84,6 +87,23 @@ func serve(environ []string, stderr io.Writer) int {
 		log.Error("stopped with an error", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// check reports every configuration problem, or a summary, without
+// starting anything.
+func check(environ []string, stdout, stderr io.Writer) int {
+	cfg, err := bridge.LoadConfig(environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "voipbridge: configuration is not valid:\n%s\n", indent(err.Error()))
+		return 2
+	}
+	summary, err := bridge.Check(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "voipbridge: configuration is not valid:\n%s\n", indent(err.Error()))
+		return 2
+	}
+	fmt.Fprintf(stdout, "configuration is valid\n%s", summary)
 	return 0
 }
 
