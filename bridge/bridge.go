@@ -219,6 +219,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.stopRun(nil)
 	b.wg.Wait()
+	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer pcancel()
+	if n, perr := b.journal.Pending(pctx); perr == nil && n > 0 {
+		b.log.Info("events stay journaled for the next start", "events", n)
+	}
 	b.log.Info("voipbridge stopped")
 	return err
 }

@@ -281,6 +281,15 @@ func (j *Journal) publishEvent(ctx context.Context, env Envelope) error {
 	return nil
 }
 
+// Pending returns how many events wait for delivery.
+func (j *Journal) Pending(ctx context.Context) (uint64, error) {
+	info, err := j.events.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("journal: %w", err)
+	}
+	return info.State.Msgs, nil
+}
+
 // Ready reports whether the journal can take writes.
 func (j *Journal) Ready(ctx context.Context) error {
 	if j.nc == nil || !j.nc.IsConnected() {
