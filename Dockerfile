@@ -14,11 +14,10 @@ RUN CGO_ENABLED=0 go build -trimpath \
  && mkdir -p /out/data \
  && echo 'voipbridge:x:65532:65532:voipbridge:/data:/sbin/nologin' > /out/passwd
 
-# A static binary needs nothing but CA certificates (HTTPS to the helpdesk)
-# and time zone data.
+# A static binary (with its own time zone data) needs nothing but CA
+# certificates for HTTPS to the helpdesk and the PBX APIs.
 FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY --from=build /usr/share/zoneinfo /usr/share/zoneinfo
 COPY --from=build /out/passwd /etc/passwd
 COPY --from=build /out/voipbridge /usr/local/bin/voipbridge
 COPY --from=build --chown=65532:65532 /out/data /data

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	// Time zones (XELION_TIMEZONE) work in a minimal container without zoneinfo files.
+	_ "time/tzdata"
 
 	"github.com/lmittmann/tint"
 	"github.com/voipbridge/voipbridge/bridge"
