@@ -27,23 +27,8 @@ func (s *Server) servePresence(w http.ResponseWriter, r *http.Request, req Reque
 		s.answer(w, req, http.StatusNotFound, "", "")
 		return
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		s.answer(w, req, http.StatusMethodNotAllowed, "", "")
-		return
-	}
-	f, faulted := s.takeFault(EndpointPresence)
-	if faulted && !f.DropAck {
-		s.applyFault(w, r, req, f)
-		return
-	}
-	dropAck := faulted && f.DropAck
-	if retryAfter, ok := s.admit(); !ok {
-		if retryAfter != "" {
-			w.Header().Set("Retry-After", retryAfter)
-		}
-		req.Violation = true
-		s.finish(w, req, dropAck, http.StatusTooManyRequests, "text/plain; charset=utf-8", "Too Many Requests")
+	dropAck, ok := s.gate(w, r, &req, http.MethodGet, EndpointPresence)
+	if !ok {
 		return
 	}
 	channel := q.Get("Channel")

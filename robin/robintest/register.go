@@ -32,23 +32,8 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request, req Reque
 			return
 		}
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		s.answer(w, req, http.StatusMethodNotAllowed, "", "")
-		return
-	}
-	f, faulted := s.takeFault(EndpointRegisterEvent)
-	if faulted && !f.DropAck {
-		s.applyFault(w, r, req, f)
-		return
-	}
-	dropAck := faulted && f.DropAck
-	if retryAfter, ok := s.admit(); !ok {
-		if retryAfter != "" {
-			w.Header().Set("Retry-After", retryAfter)
-		}
-		req.Violation = true
-		s.finish(w, req, dropAck, http.StatusTooManyRequests, "text/plain; charset=utf-8", "Too Many Requests")
+	dropAck, ok := s.gate(w, r, &req, http.MethodPost, EndpointRegisterEvent)
+	if !ok {
 		return
 	}
 	ev, err := ParseEvent(req.Body)
@@ -180,4 +165,31 @@ func ParseEvent(body []byte) (events.Event, error) {
 		return events.Event{}, err
 	}
 	return ev, nil
+}
+
+// gate runs the checks every endpoint shares after authentication, in
+// order: the method, a fault, the rolling-window limits. It answers and
+// returns ok false when one of them ends the request; dropAck says that the
+// answer must be lost after processing.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, req *Request, method, endpoint string) (dropAck, ok bool) {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		s.answer(w, *req, http.StatusMethodNotAllowed, "", "")
+		return false, false
+	}
+	f, faulted := s.takeFault(endpoint)
+	if faulted && !f.DropAck {
+		s.applyFault(w, r, *req, f)
+		return false, false
+	}
+	dropAck = faulted && f.DropAck
+	if retryAfter, admitted := s.admit(); !admitted {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		req.Violation = true
+		s.finish(w, *req, dropAck, http.StatusTooManyRequests, "text/plain; charset=utf-8", "Too Many Requests")
+		return dropAck, false
+	}
+	return dropAck, true
 }
