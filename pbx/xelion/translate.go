@@ -285,23 +285,35 @@ func (t *translator) newCall(ev Event, e *emitter) {
 		c = t.newCustomerCall(ev, e.at)
 		x = t.xcalls[c.id]
 	}
-	if x.consult {
-		e.drop = reasonConsult
-		return
-	}
-	if c.ended {
-		e.drop = reasonAfterEnd
-		return
-	}
-	c.seen = e.at
-	ident := ev.Call.local().ident()
-	if ident == "" {
-		e.drop = reasonNoParty
+	ident, ok := t.party(x, c, ev, e, false)
+	if !ok {
 		return
 	}
 	if l := c.legOf(ident); l.state == "" {
 		e.leg(c, l, events.Ringing, "")
 	}
+}
+
+// party checks a ringing or connected event against its call and returns
+// the local party; ok is false when the event changes nothing (e.drop says
+// why). answered marks a consultation as up.
+func (t *translator) party(x *xcall, c *call, ev Event, e *emitter, answered bool) (ident string, ok bool) {
+	if x.consult {
+		x.up = x.up || answered
+		e.drop = reasonConsult
+		return "", false
+	}
+	if c.ended {
+		e.drop = reasonAfterEnd
+		return "", false
+	}
+	c.seen = e.at
+	ident = ev.Call.local().ident()
+	if ident == "" {
+		e.drop = reasonNoParty
+		return "", false
+	}
+	return ident, true
 }
 
 func (t *translator) connected(ev Event, e *emitter) {
@@ -311,19 +323,8 @@ func (t *translator) connected(ev Event, e *emitter) {
 		c = t.newCustomerCall(ev, e.at)
 		x = t.xcalls[c.id]
 	}
-	if x.consult {
-		x.up = true
-		e.drop = reasonConsult
-		return
-	}
-	if c.ended {
-		e.drop = reasonAfterEnd
-		return
-	}
-	c.seen = e.at
-	ident := ev.Call.local().ident()
-	if ident == "" {
-		e.drop = reasonNoParty
+	ident, ok := t.party(x, c, ev, e, true)
+	if !ok {
 		return
 	}
 	l := c.legOf(ident)
