@@ -139,6 +139,7 @@ func TestStaleWhenRobinFails(t *testing.T) {
 		e.fake.SetFault(robintest.Fault{})
 		time.Sleep(testConfig.TTL)
 		e.must(t, "Chat", "", true, ResultMiss)
+		synctest.Wait() // log lines come from the goroutines that asked ROBIN
 		logs := e.logs.String()
 		for _, want := range []string{"cannot ask ROBIN", "status_503", "ROBIN answering again"} {
 			if !strings.Contains(logs, want) {
@@ -182,6 +183,7 @@ func TestStaleWhenQuotaSpent(t *testing.T) {
 		if got := len(e.presenceRequests()); got != 1 {
 			t.Errorf("%d requests to ROBIN; want 1 (quota spent)", got)
 		}
+		synctest.Wait() // log lines come from the goroutines that asked ROBIN
 		if !strings.Contains(e.logs.String(), "reason=quota") {
 			t.Errorf("logs do not say the quota is spent:\n%s", e.logs.String())
 		}
@@ -263,6 +265,7 @@ func TestHangingRobin(t *testing.T) {
 		if got := len(e.presenceRequests()); got != 1 {
 			t.Errorf("%d requests to ROBIN; want 1", got)
 		}
+		synctest.Wait() // log lines come from the goroutines that asked ROBIN
 		if !strings.Contains(e.logs.String(), "reason=timeout") {
 			t.Errorf("logs do not report the timeout:\n%s", e.logs.String())
 		}
@@ -358,6 +361,7 @@ func TestNotFound(t *testing.T) {
 		}
 		// The breaker does not count a 404 as a failure of ROBIN's: the
 		// log stays quiet.
+		synctest.Wait() // log lines come from the goroutines that asked ROBIN
 		if strings.Contains(e.logs.String(), "cannot ask ROBIN") {
 			t.Errorf("a 404 was logged as a failure:\n%s", e.logs.String())
 		}

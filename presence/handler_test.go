@@ -325,6 +325,7 @@ func TestKeyNeverLeaks(t *testing.T) {
 			t.Errorf("no answer quoted ROBIN's (redacted) body; the test does not see what it should:\n%s", seen.String())
 		}
 		noKey(t, "answers and errors", seen.String())
+		synctest.Wait() // log lines come from the goroutines that asked ROBIN
 		noKey(t, "logs", e.logs.String())
 		rec := httptest.NewRecorder()
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))

@@ -58,6 +58,7 @@ func TestWarm(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("Run = %v; want nil", err)
 		}
+		synctest.Wait() // log lines come from the goroutines that asked ROBIN
 		if !strings.Contains(e.logs.String(), "keeping keys fresh") {
 			t.Errorf("Run did not log what it warms:\n%s", e.logs.String())
 		}
