@@ -94,6 +94,9 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 // Applied returns the stream sequence of the last signal folded in.
 func (t *Tracker) Applied() uint64 { return t.applied.Load() }
 
+// foldGrace bounds how long a fold begun before shutdown may take to finish.
+const foldGrace = 30 * time.Second
+
 // Run folds signals until ctx is cancelled. It returns nil on cancellation
 // and an error when the journal fails for good.
 func (t *Tracker) Run(ctx context.Context) error {
@@ -127,6 +130,15 @@ func (t *Tracker) Run(ctx context.Context) error {
 	defer it.Stop()
 	tick := time.NewTicker(t.o.Tick)
 	defer tick.Stop()
+	// A fold, once begun, is finished even when shutdown starts: its events
+	// journaled but its call records not would make a restart fold the
+	// signal again, and an event already delivered (and so gone from the
+	// journal's deduplication) would be sent twice. The grace bounds a
+	// drain when the journal itself is gone.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(foldGrace, stopWork) })
+	defer stopGrace()
 	for {
 		select {
 		case <-ctx.Done():
@@ -139,20 +151,20 @@ func (t *Tracker) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("tracker: read signals: %w", err)
 		case msg := <-msgs:
-			if err := t.handle(ctx, msg); err != nil {
+			if err := t.handle(work, msg); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
 		case <-tick.C:
-			if err := t.commit(ctx, t.m.tick(t.o.Now())); err != nil {
+			if err := t.commit(work, t.m.tick(t.o.Now())); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
-			t.checkpoint(ctx)
+			t.checkpoint(work)
 		}
 	}
 }
