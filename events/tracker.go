@@ -105,6 +105,9 @@ func (t *Tracker) Run(ctx context.Context) error {
 		OptStartSeq:   t.applied.Load() + 1,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("tracker: consumer: %w", err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(256))
