@@ -2,6 +2,8 @@ package events
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,10 +28,14 @@ const (
 	DeadLettersStream = "DEADLETTERS"
 	CallsBucket       = "CALLS"
 
-	// dedupWindow is how long JetStream remembers a message id. A PBX or the
-	// tracker repeating itself within it is stored once; the tracker's own
-	// per-call records cover repeats after it.
+	// dedupWindow is how long JetStream remembers an event's id: the
+	// tracker repeating itself (a replayed batch) within it is stored once.
 	dedupWindow = 24 * time.Hour
+	// signalDedupWindow is how long it remembers a signal's id. It is no
+	// longer than a call id's reuse gap (CALL_ID_REUSE_AFTER), so that the
+	// first signal of a call that reuses an id is never taken for a repeat;
+	// the tracker's per-call records cover repeats after it.
+	signalDedupWindow = 10 * time.Minute
 )
 
 // JournalOptions configure where the journal lives.
@@ -46,6 +52,9 @@ type JournalOptions struct {
 	// so that several bridges can keep separate journals on one NATS
 	// (letters, digits, - and _).
 	Name string
+	// SignalDedup is how long a signal's id is remembered (default 10m,
+	// at most SignalRetention); keep it no longer than CALL_ID_REUSE_AFTER.
+	SignalDedup time.Duration
 	// Logger receives the journal's own state changes.
 	Logger *slog.Logger
 }
@@ -108,6 +117,9 @@ func OpenJournal(ctx context.Context, o JournalOptions) (*Journal, error) {
 	}
 	if o.SignalRetention <= 0 {
 		o.SignalRetention = 7 * 24 * time.Hour
+	}
+	if o.SignalDedup <= 0 {
+		o.SignalDedup = signalDedupWindow
 	}
 	if !ValidJournalName(o.Name) {
 		return nil, fmt.Errorf("journal: name %q: want at most 32 letters, digits, - or _", o.Name)
@@ -194,7 +206,7 @@ func (j *Journal) setup(ctx context.Context, o JournalOptions) error {
 			Description: "raw PBX signals, for the tracker, audit and replay",
 			Subjects:    []string{j.n.signalsSubj + ".>"},
 			MaxAge:      o.SignalRetention,
-			Duplicates:  min(dedupWindow, o.SignalRetention),
+			Duplicates:  min(o.SignalDedup, o.SignalRetention),
 		}},
 		{&j.events, jetstream.StreamConfig{
 			Name:        j.n.events,
@@ -262,10 +274,25 @@ func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	subj := j.n.signalsSubj + "." + subjectToken(s.Source)
-	if _, err := j.js.Publish(ctx, subj, data, jetstream.WithMsgID(s.Source+"|"+s.DedupKey)); err != nil {
+	if _, err := j.js.Publish(ctx, subj, data, jetstream.WithMsgID(signalMsgID(s))); err != nil {
 		return fmt.Errorf("journal: publish signal: %w", err)
 	}
 	return nil
+}
+
+// signalMsgID is the journal's deduplication id of a signal: its dedup key
+// scoped to its call ("event 1 of call A" is not "event 1 of call B"),
+// hashed so that no PBX string reaches a header.
+func signalMsgID(s Signal) string {
+	h := sha256.New()
+	for _, p := range []string{s.Source, s.CallID, s.DedupKey} {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	if s.State == Snapshot {
+		h.Write([]byte(s.State))
+	}
+	return "s" + hex.EncodeToString(h.Sum(nil)[:20])
 }
 
 // publishEvent stores an event for delivery under its deterministic id, so the

@@ -4,8 +4,11 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // State is what a source says happened to a leg of a call.
@@ -18,12 +21,16 @@ const (
 	Answered    State = "answered"
 	Transferred State = "transferred"
 	Ended       State = "ended"
+	// Snapshot lists every leg an extension has now (Open); the tracker
+	// ends that extension's legs the snapshot no longer holds. A source
+	// sends one after it (re)connects and gets a full view from the PBX.
+	Snapshot State = "snapshot"
 )
 
 // Valid reports whether s is one of the known states.
 func (s State) Valid() bool {
 	switch s {
-	case Ringing, Answered, Transferred, Ended:
+	case Ringing, Answered, Transferred, Ended, Snapshot:
 		return true
 	}
 	return false
@@ -84,25 +91,94 @@ type Signal struct {
 	Cause string `json:"cause,omitempty"`
 	// Time is when the PBX says it happened (or when the source observed it).
 	Time time.Time `json:"time"`
-	// DedupKey identifies the observation: the same key twice is one signal.
+	// DedupKey identifies the observation within its call: the same key
+	// twice for one call is one signal.
 	DedupKey string `json:"dedup_key"`
+	// Open, for State Snapshot, holds the leg ids the extension has now.
+	Open []string `json:"open,omitempty"`
 }
 
-// Validate reports the first field that makes the signal unusable.
+// Limits of the identifiers a signal carries, the same for every source.
+const (
+	MaxIDBytes        = 256
+	MaxExtensionBytes = 64
+)
+
+// ErrInvalidSignal wraps every validation error: a source that gets it drops
+// the signal (and logs and counts it) instead of retrying.
+var ErrInvalidSignal = errors.New("invalid signal")
+
+// FieldError names the field that makes a signal unusable.
+type FieldError struct {
+	Field, Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Unwrap makes every FieldError an ErrInvalidSignal.
+func (e *FieldError) Unwrap() error { return ErrInvalidSignal }
+
+// CheckText reports why v cannot be an identifier of at most max bytes:
+// not UTF-8, too long, or holding a control, format (bidi) or other
+// non-printable character. Such a value would reach a message id, a log
+// line or the helpdesk verbatim. It returns "" for a usable value.
+func CheckText(v string, max int) string {
+	if len(v) > max {
+		return fmt.Sprintf("is longer than %d bytes", max)
+	}
+	if !utf8.ValidString(v) {
+		return "is not valid UTF-8"
+	}
+	for _, r := range v {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return fmt.Sprintf("holds the character %U, which is not printable", r)
+		}
+		if unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Sprintf("holds the bidirectional control %U", r)
+		}
+	}
+	return ""
+}
+
+// Validate reports the first field that makes the signal unusable, as a
+// *FieldError (so errors.Is(err, ErrInvalidSignal)).
 func (s *Signal) Validate() error {
+	bad := func(field, problem string) error { return &FieldError{field, problem} }
 	switch {
 	case s.Source == "":
-		return fmt.Errorf("signal: source is empty")
-	case s.CallID == "":
-		return fmt.Errorf("signal: call_id is empty")
+		return bad("source", "is empty")
+	case s.CallID == "" && s.State != Snapshot:
+		return bad("call_id", "is empty")
 	case !s.State.Valid():
-		return fmt.Errorf("signal: state %q is not one of ringing, answered, transferred, ended", s.State)
+		return bad("state", fmt.Sprintf("%q is not one of ringing, answered, transferred, ended, snapshot", s.State))
+	case s.State == Snapshot && s.Extension == "":
+		return bad("extension", "is required for a snapshot")
 	case s.Direction != "" && !s.Direction.Valid():
-		return fmt.Errorf("signal: direction %q is not inbound or outbound", s.Direction)
+		return bad("direction", fmt.Sprintf("%q is not inbound or outbound", s.Direction))
 	case s.DedupKey == "":
-		return fmt.Errorf("signal: dedup_key is empty")
+		return bad("dedup_key", "is empty")
 	case s.Time.IsZero():
-		return fmt.Errorf("signal: time is zero")
+		return bad("time", "is zero")
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"source", s.Source, MaxExtensionBytes},
+		{"call_id", s.CallID, MaxIDBytes},
+		{"leg_id", s.LegID, MaxIDBytes},
+		{"linked_call_id", s.LinkedCallID, MaxIDBytes},
+		{"extension", s.Extension, MaxExtensionBytes},
+		{"event_id", s.DedupKey, MaxIDBytes},
+	} {
+		if p := CheckText(f.v, f.max); p != "" {
+			return bad(f.name, p)
+		}
+	}
+	for _, id := range s.Open {
+		if p := CheckText(id, MaxIDBytes); p != "" {
+			return bad("open", p)
+		}
 	}
 	return nil
 }
