@@ -3,8 +3,9 @@ package events
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
+	"hash/fnv"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/voipbridge/voipbridge/extensions"
@@ -21,7 +22,8 @@ type Directory interface {
 	Lookup(source, pbxID string) (extensions.Agent, bool)
 }
 
-// Policies are the operator's choices about which calls are reported.
+// Policies are the operator's choices about which calls are reported, and
+// what the sources declare about themselves.
 type Policies struct {
 	// ReportMissed: an inbound call that ends unanswered gives one
 	// Disconnected with the last agent that rang (MISSED_CALLS=report).
@@ -34,11 +36,25 @@ type Policies struct {
 	AnonymousNumber string
 	// CallTimeout ends calls that never report an end (CALL_TIMEOUT).
 	CallTimeout time.Duration
-	// TransferWindow is how long an ended call waits for a leg that continues
-	// it (a transfer that changed the call id) before it is reported
-	// Disconnected (TRANSFER_WINDOW).
+	// TransferWindow is how long a call of a continuing source waits, after
+	// its last leg ended, for a leg that continues it under a new call id
+	// (a hunt step, a blind transfer), and how long after its start a ring
+	// group may add legs (TRANSFER_WINDOW).
 	TransferWindow time.Duration
+	// CallIDReuseAfter: a ringing or answered signal for a call id whose
+	// call ended at least this long before, by the signals' own time, starts
+	// a new call (CALL_ID_REUSE_AFTER; default 10m).
+	CallIDReuseAfter time.Duration
+	// Continuing names the sources that can continue a call under a new,
+	// unlinked call id (a B2BUA's dialog per phone, a transfer without
+	// Replaces). Only their calls are correlated by number and wait
+	// TransferWindow before Disconnected; every other call is reported
+	// Disconnected as soon as its last leg ends.
+	Continuing map[string]bool
 }
+
+// defaultReuseAfter is CALL_ID_REUSE_AFTER's default.
+const defaultReuseAfter = 10 * time.Minute
 
 // Outcome of folding one signal, the label of the signals metric.
 const (
@@ -57,60 +73,90 @@ const (
 	phaseAnswered
 )
 
-// leg is one extension's (or channel's) part in a call.
+// callLeg is the leg id that stands for the call itself: a signal with
+// neither leg id nor extension.
+const callLeg = "call"
+
+// leg is one extension's (or channel's, or dialog's) part in a call.
 type leg struct {
-	State State     `json:"state"`
-	Agent string    `json:"agent,omitempty"` // ROBIN extension, when the leg is an agent's
-	Time  time.Time `json:"time"`            // PBX time of the leg's last state
-	Since time.Time `json:"since"`           // our time the leg was first seen
+	ID    string    `json:"id"`            // the canonical leg identity (see legKey)
+	Ext   string    `json:"ext,omitempty"` // the PBX extension on the leg
+	State State     `json:"state"`         // Ringing, Answered or Ended
+	Agent string    `json:"agent,omitempty"`
+	Time  time.Time `json:"time"` // PBX time of the leg's last state
 }
 
 // call is the tracker's record of one customer call. It is persisted as JSON
 // after every change, so field names are part of the journal's format.
 type call struct {
-	ID        string          `json:"id"` // event Id: the PBX call id of the customer call
-	Source    string          `json:"source"`
-	CallIDs   []string        `json:"call_ids"` // every PBX call id of its legs
-	Direction Direction       `json:"direction"`
-	Remote    string          `json:"remote,omitempty"`
-	RemoteRaw string          `json:"remote_raw,omitempty"`
-	Anonymous bool            `json:"anonymous,omitempty"`
-	Referrer  string          `json:"referrer,omitempty"`
-	Ignore    string          `json:"ignore,omitempty"` // why the call is not reported
-	Phase     phase           `json:"phase"`
-	Agent     string          `json:"agent,omitempty"`     // agent on the call now
-	LastRang  string          `json:"last_rang,omitempty"` // last agent that rang
-	Transfers int             `json:"transfers,omitempty"`
-	Legs      map[string]*leg `json:"legs"`
-	Seen      []string        `json:"seen"`            // recent dedup keys
-	EndAt     time.Time       `json:"end_at,omitzero"` // pending end: Disconnected due then
-	Cause     string          `json:"cause,omitempty"` // cause of the pending end
-	Done      time.Time       `json:"done,omitzero"`   // when the call was finished (tombstone)
-	Updated   time.Time       `json:"updated"`         // last activity (our clock)
-	LastSeq   uint64          `json:"last_seq"`        // last signal sequence folded in
+	ID string `json:"id"` // event Id: the PBX call id of the customer call
+	// Gen tells apart calls that reuse one PBX call id: the PBX time of the
+	// call's first signal (Unix ns). 0 in records of versions before it.
+	Gen       int64     `json:"gen,omitempty"`
+	Source    string    `json:"source"`
+	CallIDs   []string  `json:"call_ids"` // every PBX call id of its legs
+	Direction Direction `json:"direction"`
+	Remote    string    `json:"remote,omitempty"`
+	RemoteRaw string    `json:"remote_raw,omitempty"`
+	Anonymous bool      `json:"anonymous,omitempty"`
+	Referrer  string    `json:"referrer,omitempty"`
+	Ignore    string    `json:"ignore,omitempty"` // why the call is not reported
+	Phase     phase     `json:"phase"`
+	Agent     string    `json:"agent,omitempty"`     // agent on the call now
+	LastRang  string    `json:"last_rang,omitempty"` // last agent that rang
+	Transfers int       `json:"transfers,omitempty"`
+	Legs      []leg     `json:"leg_list,omitempty"`
+	Seen      []uint64  `json:"seen_h,omitempty"` // hashes of recent dedup keys
+	Started   time.Time `json:"started,omitzero"` // our time of the first signal
+	LastTime  time.Time `json:"last_time,omitzero"`
+	EndAt     time.Time `json:"end_at,omitzero"` // pending end: Disconnected due then
+	Cause     string    `json:"cause,omitempty"` // cause of the pending end
+	Done      time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
+	Updated   time.Time `json:"updated"`         // last activity (our clock)
+	LastSeq   uint64    `json:"last_seq"`        // last signal sequence folded in
+
+	// OldLegs is the leg map of records written before leg_list; read once.
+	OldLegs map[string]*leg `json:"legs,omitempty"`
+
+	key     string // journal key
+	indexed string // byCustomer key it is filed under, "" when none
 }
 
 // maxSeen bounds the dedup keys kept per call.
-const maxSeen = 128
+const maxSeen = 64
 
 // machine folds signals into calls. It does no I/O and is not safe for
-// concurrent use: the tracker owns it.
+// concurrent use: the tracker owns it. Its cost per signal does not grow
+// with the calls it holds: calls are found through indexes, and the tick
+// pops deadlines from a heap.
 type machine struct {
 	pol     Policies
 	numbers Numbers
 	dir     Directory
-	calls   map[string]*call  // by call key
-	aliases map[string]string // source|pbx call id → call key
+	calls   map[string]*call  // by call key: calls in progress and tombstones
+	aliases map[string]string // source|pbx call id → key of its newest call
+	// byCustomer files the calls of continuing sources that are not done by
+	// source, customer and company number, for correlation.
+	byCustomer map[string][]string
+	// byExt files the calls with an open leg by source and extension, for
+	// snapshots.
+	byExt  map[string][]string
+	timers timers
 	// warn receives number problems worth a log line.
 	warn func(msg string, args ...any)
 }
 
 func newMachine(pol Policies, numbers Numbers, dir Directory) *machine {
+	if pol.CallIDReuseAfter <= 0 {
+		pol.CallIDReuseAfter = defaultReuseAfter
+	}
 	return &machine{
 		pol: pol, numbers: numbers, dir: dir,
-		calls:   map[string]*call{},
-		aliases: map[string]string{},
-		warn:    func(string, ...any) {},
+		calls:      map[string]*call{},
+		aliases:    map[string]string{},
+		byCustomer: map[string][]string{},
+		byExt:      map[string][]string{},
+		warn:       func(string, ...any) {},
 	}
 }
 
@@ -118,20 +164,59 @@ func aliasKey(source, callID string) string { return source + "|" + callID }
 
 // callKey is the journal key of a call: JetStream KV keys allow a limited
 // alphabet, PBX call ids do not.
-func callKey(source, callID string) string {
-	h := sha256.Sum256([]byte(aliasKey(source, callID)))
+func callKey(source, callID string, gen int64) string {
+	s := aliasKey(source, callID)
+	if gen != 0 {
+		s += "|" + strconv.FormatInt(gen, 10)
+	}
+	h := sha256.Sum256([]byte(s))
 	return "c" + hex.EncodeToString(h[:16])
 }
 
-// restore adds a persisted call.
-func (m *machine) restore(c *call) {
-	if c.Legs == nil {
-		c.Legs = map[string]*leg{}
+// keep is how long a tombstone is kept: late repeats inside it are ignored,
+// and a reused call id is recognised.
+func (m *machine) keep() time.Duration {
+	return max(time.Hour, 2*m.pol.TransferWindow, 2*m.pol.CallIDReuseAfter)
+}
+
+func (m *machine) continuing(source string) bool {
+	return m.pol.Continuing[source] && m.pol.TransferWindow > 0
+}
+
+// restore adds a persisted call under its journal key.
+func (m *machine) restore(key string, c *call) {
+	c.key = key
+	if c.OldLegs != nil {
+		for id, l := range c.OldLegs {
+			l.ID = id
+			if l.Ext == "" && id != callLeg {
+				l.Ext = id
+			}
+			c.Legs = append(c.Legs, *l)
+		}
+		slices.SortFunc(c.Legs, func(a, b leg) int { return a.Time.Compare(b.Time) })
+		c.OldLegs = nil
 	}
-	k := callKey(c.Source, c.ID)
-	m.calls[k] = c
+	m.calls[key] = c
 	for _, id := range c.CallIDs {
-		m.aliases[aliasKey(c.Source, id)] = k
+		ak := aliasKey(c.Source, id)
+		if old, ok := m.calls[m.aliases[ak]]; !ok || old.Gen <= c.Gen {
+			m.aliases[ak] = key
+		}
+	}
+	switch {
+	case !c.Done.IsZero():
+		m.timers.push(c.Done.Add(m.keep()), key, timerForget)
+		return
+	case !c.EndAt.IsZero():
+		m.timers.push(c.EndAt, key, timerEnd)
+	}
+	m.schedTimeout(c)
+	m.index(c)
+	for _, l := range c.Legs {
+		if l.State != Ended && l.Ext != "" {
+			m.fileExt(c, l.Ext)
+		}
 	}
 }
 
@@ -143,8 +228,35 @@ type result struct {
 	outcome string
 }
 
+func (r *result) change(key string) {
+	if !slices.Contains(r.changed, key) {
+		r.changed = append(r.changed, key)
+	}
+}
+
+func hashKey(k string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(k))
+	return h.Sum64()
+}
+
+// legKey is a signal's leg identity: its leg id when the source gives one,
+// else its extension, else the call itself.
+func legKey(s Signal) string {
+	switch {
+	case s.LegID != "":
+		return s.LegID
+	case s.Extension != "":
+		return s.Extension
+	}
+	return callLeg
+}
+
 // apply folds one signal (stream sequence seq) at our time now.
 func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
+	if s.State == Snapshot {
+		return m.snapshot(s, now)
+	}
 	key, c := m.find(s, now)
 	if c == nil {
 		if s.State == Ended {
@@ -152,16 +264,17 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		}
 		key, c = m.create(s, now)
 	}
+	h := hashKey(s.DedupKey)
 	switch {
 	case seq != 0 && c.LastSeq >= seq:
 		return result{outcome: OutcomeReplayed}
-	case slices.Contains(c.Seen, s.DedupKey):
+	case slices.Contains(c.Seen, h):
 		return result{outcome: OutcomeDuplicate}
 	case !c.Done.IsZero():
 		return result{outcome: OutcomeAfterEnd}
 	}
 	r := result{outcome: OutcomeApplied, changed: []string{key}}
-	c.Seen = append(c.Seen, s.DedupKey)
+	c.Seen = append(c.Seen, h)
 	if len(c.Seen) > maxSeen {
 		c.Seen = slices.Delete(c.Seen, 0, len(c.Seen)-maxSeen)
 	}
@@ -169,98 +282,155 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		c.LastSeq = seq
 	}
 	c.Updated = now
+	if s.Time.After(c.LastTime) {
+		c.LastTime = s.Time
+	}
 	if !slices.Contains(c.CallIDs, s.CallID) {
 		c.CallIDs = append(c.CallIDs, s.CallID)
 		m.aliases[aliasKey(s.Source, s.CallID)] = key
 	}
 	m.fillNumbers(c, s)
-
-	agent := m.agent(s)
-	legKey := s.LegID
-	if legKey == "" {
-		legKey = s.Extension
-	}
-	switch s.State {
-	case Ringing, Answered:
-		if legKey == "" {
-			legKey = "call"
-		}
-		l := c.Legs[legKey]
-		if l != nil && (s.State.rank() < l.State.rank() || (!s.Time.IsZero() && s.Time.Before(l.Time))) {
-			r.outcome = OutcomeStale
-			return r
-		}
-		if l == nil {
-			l = &leg{Since: now}
-			c.Legs[legKey] = l
-		}
-		if l.State == s.State {
-			r.outcome = OutcomeDuplicate
-			return r
-		}
-		l.State, l.Time, l.Agent = s.State, s.Time, agent
-		c.EndAt, c.Cause = time.Time{}, ""
-		if s.State == Ringing {
-			if agent != "" {
-				c.LastRang = agent
-			}
-			return r
-		}
-		if agent != "" {
-			m.answeredBy(c, legKey, agent, now, &r)
-		}
-	case Transferred:
-		if agent == "" {
-			return r
-		}
-		c.EndAt, c.Cause = time.Time{}, ""
-		if c.Phase == phaseRinging {
-			c.LastRang = agent
-			return r
-		}
-		// The target's leg: the one the signal names, so that its later
-		// end closes it; else one per target extension.
-		target := s.LegID
-		if target == "" {
-			target = "xfer:" + s.Extension
-		}
-		c.Legs[target] = &leg{State: Answered, Agent: agent, Time: s.Time, Since: now}
-		m.answeredBy(c, target, agent, now, &r)
-	case Ended:
-		if legKey == "" {
-			for _, l := range c.Legs {
-				l.State = Ended
-			}
-		} else if l := c.Legs[legKey]; l != nil {
-			if l.State == Ended {
-				r.outcome = OutcomeDuplicate
-				return r
-			}
-			l.State, l.Time = Ended, s.Time
-		} else {
-			c.Legs[legKey] = &leg{State: Ended, Agent: agent, Time: s.Time, Since: now}
-		}
-		if !m.active(c) {
-			c.EndAt, c.Cause = now.Add(m.pol.TransferWindow), s.Cause
-			if m.pol.TransferWindow <= 0 {
-				m.finish(key, c, now, &r)
-			}
-		}
-	}
+	r.outcome = m.fold(c, s, now, &r)
 	return r
 }
 
+// The transition table of a leg. Rows are the leg's state before the signal
+// ("none": the call has no leg of that identity), columns the signal; the
+// README carries the same table.
+//
+//	leg \ signal  ringing          answered              transferred (target leg)   ended
+//	none          ringing          answered [A|T]        answered [A|T] (ringing    (nothing to end)
+//	                                                     before the first answer)
+//	ringing       duplicate        answered [A|T]        answered [A|T]             ended [E]
+//	answered      stale            duplicate             duplicate                  ended [E]
+//	ended         ringing if later stale or answered      answered [A|T] if later    duplicate
+//	              by PBX time,     [A|T] if later by     by PBX time, else stale
+//	              else stale       PBX time
+//
+// [A|T]: the first agent to answer gives Answered, a different agent later
+// gives Transfer (and ends the previous agent's legs); the same agent gives
+// nothing. An answer ends the legs still ringing (a ring group answered
+// elsewhere). [E]: when no leg is left ringing or answered the call ends:
+// Disconnected at once, or after TransferWindow for continuing sources. An
+// ended signal with an extension also ends every open leg of that extension;
+// one with neither leg id nor extension ends every leg. A signal older by
+// PBX time than the leg's last state is stale.
+func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
+	agent := m.agent(s)
+	lk := legKey(s)
+	switch s.State {
+	case Ringing, Answered, Transferred:
+		st := s.State
+		if st == Transferred {
+			st = Answered
+			if c.Phase == phaseRinging {
+				st = Ringing
+			}
+		}
+		l := c.leg(lk)
+		if l != nil {
+			switch {
+			case l.State == Ended && !s.Time.After(l.Time):
+				return OutcomeStale
+			case l.State == Ended:
+				// The same extension again, later: a new episode of the leg.
+			case s.Time.Before(l.Time) || st.rank() < l.State.rank():
+				return OutcomeStale
+			case l.State == st:
+				return OutcomeDuplicate
+			}
+		} else {
+			c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension})
+			l = &c.Legs[len(c.Legs)-1]
+		}
+		l.State, l.Time, l.Agent = st, s.Time, agent
+		if l.Ext != "" {
+			m.fileExt(c, l.Ext)
+		}
+		m.revive(c)
+		if s.State == Transferred && st == Answered {
+			// The PBX handed the call on: the legs it was on are over,
+			// whether or not their agents are known.
+			for i := range c.Legs {
+				if o := &c.Legs[i]; o.ID != lk && o.State == Answered {
+					m.endLeg(c, o, s.Time)
+				}
+			}
+		}
+		if st == Ringing {
+			if agent != "" {
+				c.LastRang = agent
+			}
+			return OutcomeApplied
+		}
+		if agent != "" {
+			m.answeredBy(c, lk, agent, now, r)
+		}
+	case Ended:
+		changed := false
+		for i := range c.Legs {
+			l := &c.Legs[i]
+			if l.State == Ended {
+				continue
+			}
+			if lk == callLeg || l.ID == lk || l.ID == callLeg || (s.Extension != "" && l.Ext == s.Extension) {
+				m.endLeg(c, l, s.Time)
+				changed = true
+			}
+		}
+		if !changed {
+			return OutcomeDuplicate
+		}
+		if !c.active() {
+			m.ended(c, s.Cause, now, r)
+		}
+	}
+	return OutcomeApplied
+}
+
+// leg returns the call's leg with identity id, or nil.
+func (c *call) leg(id string) *leg {
+	for i := range c.Legs {
+		if c.Legs[i].ID == id {
+			return &c.Legs[i]
+		}
+	}
+	return nil
+}
+
+// endLeg ends one leg of c (at PBX time t).
+func (m *machine) endLeg(c *call, l *leg, t time.Time) {
+	l.State, l.Time = Ended, t
+	if l.Ext != "" {
+		m.unfileExt(c, l.Ext)
+	}
+}
+
+// lastTime is the PBX time of the call's last signal (our time of its end
+// in records of versions that did not keep it).
+func (c *call) lastTime() time.Time {
+	if c.LastTime.IsZero() {
+		return c.Done
+	}
+	return c.LastTime
+}
+
+// revive takes back a pending end: a leg of the call is up again.
+func (m *machine) revive(c *call) {
+	c.EndAt, c.Cause = time.Time{}, ""
+}
+
 // answeredBy records that agent answered (or took over) the call on leg.
-func (m *machine) answeredBy(c *call, legKey, agent string, now time.Time, r *result) {
+func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *result) {
 	switch {
 	case c.Phase == phaseRinging:
 		c.Phase, c.Agent = phaseAnswered, agent
 		// The other legs that were ringing lost: a ring group or queue
 		// answered elsewhere. Legs that start ringing later may be a
 		// transfer target and stay.
-		for k, l := range c.Legs {
-			if k != legKey && l.State == Ringing {
-				l.State = Ended
+		for i := range c.Legs {
+			if l := &c.Legs[i]; l.ID != legID && l.State == Ringing {
+				m.endLeg(c, l, l.Time)
 			}
 		}
 		m.emit(c, EventAnswered, now, r)
@@ -269,9 +439,9 @@ func (m *machine) answeredBy(c *call, legKey, agent string, now time.Time, r *re
 		c.Transfers++
 		// The previous agent handed the call on: their legs are over, even
 		// when the PBX does not say so.
-		for k, l := range c.Legs {
-			if k != legKey && l.State == Answered && l.Agent != agent {
-				l.State = Ended
+		for i := range c.Legs {
+			if l := &c.Legs[i]; l.ID != legID && l.State == Answered && l.Agent != agent {
+				m.endLeg(c, l, l.Time)
 			}
 		}
 		m.emit(c, EventTransfer, now, r)
@@ -279,7 +449,7 @@ func (m *machine) answeredBy(c *call, legKey, agent string, now time.Time, r *re
 }
 
 // active reports whether any leg of the call is still ringing or answered.
-func (m *machine) active(c *call) bool {
+func (c *call) active() bool {
 	for _, l := range c.Legs {
 		if l.State != Ended {
 			return true
@@ -288,37 +458,119 @@ func (m *machine) active(c *call) bool {
 	return false
 }
 
+// ended handles a call whose last leg ended. An answered call finishes at
+// once, unless its source may continue it under a new call id. A call that
+// was never answered waits TransferWindow whatever its source: a hunt group
+// rings the next phone after the last one gave up, and a missed call's
+// report is waited for by nobody.
+func (m *machine) ended(c *call, cause string, now time.Time, r *result) {
+	if m.pol.TransferWindow <= 0 || (c.Phase == phaseAnswered && !m.continuing(c.Source)) {
+		c.Cause = cause
+		m.finish(c, now, r)
+		return
+	}
+	c.EndAt, c.Cause = now.Add(m.pol.TransferWindow), cause
+	m.timers.push(c.EndAt, c.key, timerEnd)
+}
+
+// snapshot ends the legs of the snapshot's extension that it no longer
+// holds (and that began at or before it).
+func (m *machine) snapshot(s Signal, now time.Time) result {
+	r := result{outcome: OutcomeApplied}
+	fk := aliasKey(s.Source, s.Extension)
+	for _, key := range slices.Clone(m.byExt[fk]) {
+		c := m.calls[key]
+		if c == nil || !c.Done.IsZero() {
+			continue
+		}
+		changed := false
+		for i := range c.Legs {
+			l := &c.Legs[i]
+			if l.State == Ended || l.Ext != s.Extension || l.Time.After(s.Time) || slices.Contains(s.Open, l.ID) {
+				continue
+			}
+			m.endLeg(c, l, s.Time)
+			changed = true
+		}
+		if !changed {
+			continue
+		}
+		c.Updated = now
+		r.change(key)
+		if !c.active() {
+			m.ended(c, "gone", now, &r)
+		}
+	}
+	return r
+}
+
+// Kinds of deadline in the timer heap.
+const (
+	timerEnd     = iota // a pending end is due
+	timerTimeout        // the call may have timed out
+	timerForget         // a tombstone may be forgotten
+)
+
+func (m *machine) schedTimeout(c *call) {
+	if m.pol.CallTimeout > 0 {
+		m.timers.push(c.Updated.Add(m.pol.CallTimeout), c.key, timerTimeout)
+	}
+}
+
 // tick ends calls whose transfer window or timeout has passed, and forgets
-// finished calls once late signals can no longer matter.
+// finished calls once late signals can no longer matter. It touches only
+// the calls with a deadline due.
 func (m *machine) tick(now time.Time) result {
 	var r result
-	keep := max(time.Hour, 2*m.pol.TransferWindow)
-	for k, c := range m.calls {
-		switch {
-		case !c.Done.IsZero():
-			if now.Sub(c.Done) > keep {
-				delete(m.calls, k)
-				for _, id := range c.CallIDs {
-					delete(m.aliases, aliasKey(c.Source, id))
-				}
-				r.deleted = append(r.deleted, k)
+	for {
+		t, ok := m.timers.popDue(now)
+		if !ok {
+			break
+		}
+		c := m.calls[t.key]
+		if c == nil {
+			continue
+		}
+		switch t.kind {
+		case timerEnd:
+			if c.Done.IsZero() && !c.EndAt.IsZero() && !now.Before(c.EndAt) {
+				m.finish(c, now, &r)
 			}
-		case !c.EndAt.IsZero() && !now.Before(c.EndAt):
-			m.finish(k, c, now, &r)
-		case m.pol.CallTimeout > 0 && now.Sub(c.Updated) >= m.pol.CallTimeout:
+		case timerTimeout:
+			if !c.Done.IsZero() {
+				continue
+			}
+			if due := c.Updated.Add(m.pol.CallTimeout); now.Before(due) {
+				m.timers.push(due, c.key, timerTimeout)
+				continue
+			}
 			c.Cause = "timeout"
-			m.finish(k, c, now, &r)
+			m.finish(c, now, &r)
+		case timerForget:
+			if c.Done.IsZero() || now.Sub(c.Done) < m.keep() {
+				continue
+			}
+			delete(m.calls, t.key)
+			for _, id := range c.CallIDs {
+				if ak := aliasKey(c.Source, id); m.aliases[ak] == t.key {
+					delete(m.aliases, ak)
+				}
+			}
+			r.deleted = append(r.deleted, t.key)
 		}
 	}
 	return r
 }
 
 // finish ends the customer call: Disconnected once if it was answered, or
-// for a missed inbound call when the policy says so.
-func (m *machine) finish(key string, c *call, now time.Time, r *result) {
+// for a missed inbound call when the policy says so. What is left is a
+// tombstone: enough to ignore late signals and recognise a reused call id.
+func (m *machine) finish(c *call, now time.Time, r *result) {
 	c.Done, c.EndAt = now, time.Time{}
 	for _, l := range c.Legs {
-		l.State = Ended
+		if l.State != Ended && l.Ext != "" {
+			m.unfileExt(c, l.Ext)
+		}
 	}
 	switch {
 	case c.Phase == phaseAnswered:
@@ -329,9 +581,10 @@ func (m *machine) finish(key string, c *call, now time.Time, r *result) {
 		c.Agent = c.LastRang
 		m.emit(c, EventDisconnected, now, r)
 	}
-	if !slices.Contains(r.changed, key) {
-		r.changed = append(r.changed, key)
-	}
+	m.unindex(c)
+	c.Legs, c.Seen = nil, nil
+	m.timers.push(now.Add(m.keep()), c.key, timerForget)
+	r.change(c.key)
 }
 
 // emit appends the event for the call's current state, unless the call is
@@ -348,9 +601,15 @@ func (m *machine) emit(c *call, t EventType, now time.Time, r *result) {
 	if c.Ignore != "" {
 		return
 	}
-	id := aliasKey(c.Source, c.ID) + "|" + string(t)
+	// The id is deterministic (a replayed signal gives the same one, and
+	// the journal stores it once) and tells apart calls reusing a call id.
+	id := aliasKey(c.Source, c.ID)
+	if c.Gen != 0 {
+		id += "|" + strconv.FormatInt(c.Gen, 10)
+	}
+	id += "|" + string(t)
 	if t == EventTransfer {
-		id += fmt.Sprintf("|%d", c.Transfers)
+		id += "|" + strconv.Itoa(c.Transfers)
 	}
 	r.events = append(r.events, Envelope{
 		Event: Event{
@@ -362,7 +621,7 @@ func (m *machine) emit(c *call, t EventType, now time.Time, r *result) {
 			PhoneReferrer:  c.Referrer,
 		},
 		MsgID:      id,
-		CallKey:    callKey(c.Source, c.ID),
+		CallKey:    c.key,
 		Source:     c.Source,
 		InProgress: t != EventDisconnected,
 		Created:    now,
@@ -382,61 +641,149 @@ func (m *machine) agent(s Signal) string {
 }
 
 // find returns the call a signal belongs to: by its call id, by an explicit
-// link, or by correlation with a call of the same customer that is ending
-// (or still answered) within the transfer window.
+// link, or, for continuing sources, by correlation with a call of the same
+// customer and company number. It returns nil for a new call, including a
+// call id reused after its call ended CallIDReuseAfter before.
 func (m *machine) find(s Signal, now time.Time) (string, *call) {
 	if k, ok := m.aliases[aliasKey(s.Source, s.CallID)]; ok {
-		return k, m.calls[k]
+		c := m.calls[k]
+		starts := s.State == Ringing || s.State == Answered
+		if !c.Done.IsZero() && starts && !s.Time.Before(c.lastTime().Add(m.pol.CallIDReuseAfter)) {
+			return "", nil
+		}
+		return k, c
 	}
 	if s.LinkedCallID != "" {
-		if k, ok := m.aliases[aliasKey(s.Source, s.LinkedCallID)]; ok {
+		if k, ok := m.aliases[aliasKey(s.Source, s.LinkedCallID)]; ok && m.calls[k].Done.IsZero() {
 			return k, m.calls[k]
 		}
 	}
-	if s.State == Ended || s.Remote == "" || m.pol.TransferWindow <= 0 {
+	if s.State == Ended || s.Remote == "" || !m.continuing(s.Source) {
 		return "", nil
 	}
 	remote := m.numbers.Normalize(s.Remote)
 	if remote.Kind != phone.External && remote.Kind != phone.Invalid {
 		return "", nil
 	}
-	referrer := m.referrer(s.Dialled)
-	agent := m.agent(s)
-	var best string
-	for k, c := range m.calls {
-		if c.Source != s.Source || c.Remote != remote.E164 || c.Referrer != referrer || !c.Done.IsZero() || c.Phase != phaseAnswered {
+	var best *call
+	for _, k := range m.byCustomer[customerKey(s.Source, remote.E164, m.referrer(s.Dialled))] {
+		c := m.calls[k]
+		if c == nil || !c.Done.IsZero() || !m.continues(c, s, now) {
 			continue
 		}
-		ending := !c.EndAt.IsZero() && now.Before(c.EndAt)
-		handover := c.EndAt.IsZero() && agent != "" && agent != c.Agent
-		if (ending || handover) && (best == "" || c.Updated.After(m.calls[best].Updated)) {
-			best = k
+		if best == nil || c.Updated.After(best.Updated) {
+			best = c
 		}
 	}
-	if best == "" {
+	if best == nil {
 		return "", nil
 	}
-	return best, m.calls[best]
+	return best.key, best
+}
+
+// continues reports whether a leg of an unknown call id, of the same
+// customer and company number, belongs to call c:
+//   - c is ending (its last leg ended less than TransferWindow ago): a hunt
+//     step or a transfer that the PBX placed as a new call;
+//   - c only rings and began less than TransferWindow ago: a ring group
+//     whose PBX rings each phone on a dialog of its own;
+//   - c is answered and the new leg starts answered with another agent: the
+//     PBX bridged the customer to that agent (a hand-over).
+//
+// Never to a call that is plainly still going: a second call from the same
+// number rings first, and stays a call of its own.
+func (m *machine) continues(c *call, s Signal, now time.Time) bool {
+	switch {
+	case !c.EndAt.IsZero():
+		return now.Before(c.EndAt)
+	case c.Phase == phaseRinging:
+		return now.Sub(c.Started) < m.pol.TransferWindow
+	default:
+		a := m.agent(s)
+		return (s.State == Answered || s.State == Transferred) && a != "" && a != c.Agent
+	}
+}
+
+func customerKey(source, remote, referrer string) string {
+	return source + "|" + remote + "|" + referrer
+}
+
+// index files a call of a continuing source by its customer, once known.
+func (m *machine) index(c *call) {
+	if !m.pol.Continuing[c.Source] || c.Remote == "" || c.Anonymous {
+		return
+	}
+	k := customerKey(c.Source, c.Remote, c.Referrer)
+	if k == c.indexed {
+		return
+	}
+	m.unindex(c)
+	m.byCustomer[k] = append(m.byCustomer[k], c.key)
+	c.indexed = k
+}
+
+func (m *machine) unindex(c *call) {
+	if c.indexed == "" {
+		return
+	}
+	m.byCustomer[c.indexed] = remove(m.byCustomer[c.indexed], c.key)
+	if len(m.byCustomer[c.indexed]) == 0 {
+		delete(m.byCustomer, c.indexed)
+	}
+	c.indexed = ""
+}
+
+func (m *machine) fileExt(c *call, ext string) {
+	k := aliasKey(c.Source, ext)
+	if !slices.Contains(m.byExt[k], c.key) {
+		m.byExt[k] = append(m.byExt[k], c.key)
+	}
+}
+
+// unfileExt removes the call from its extension's file when no leg of that
+// extension is open any more.
+func (m *machine) unfileExt(c *call, ext string) {
+	for _, l := range c.Legs {
+		if l.Ext == ext && l.State != Ended {
+			return
+		}
+	}
+	k := aliasKey(c.Source, ext)
+	m.byExt[k] = remove(m.byExt[k], c.key)
+	if len(m.byExt[k]) == 0 {
+		delete(m.byExt, k)
+	}
+}
+
+func remove(keys []string, key string) []string {
+	if i := slices.Index(keys, key); i >= 0 {
+		return slices.Delete(keys, i, i+1)
+	}
+	return keys
 }
 
 // create starts a new call from its first signal.
 func (m *machine) create(s Signal, now time.Time) (string, *call) {
 	c := &call{
-		ID: s.CallID, Source: s.Source, Direction: s.Direction,
-		Legs: map[string]*leg{}, Updated: now,
+		ID: s.CallID, Gen: s.Time.UnixNano(), Source: s.Source, Direction: s.Direction,
+		Started: now, Updated: now,
 	}
 	if c.Direction == "" {
 		c.Direction = Inbound
 	}
+	c.key = callKey(s.Source, s.CallID, c.Gen)
+	m.calls[c.key] = c
+	m.aliases[aliasKey(s.Source, s.CallID)] = c.key
+	c.CallIDs = []string{s.CallID}
 	m.fillNumbers(c, s)
-	k := callKey(s.Source, s.CallID)
-	m.calls[k] = c
-	return k, c
+	m.schedTimeout(c)
+	return c.key, c
 }
 
 // fillNumbers sets the customer's number and the company number the first
 // time a signal carries them, and decides whether the call is reported.
 func (m *machine) fillNumbers(c *call, s Signal) {
+	defer m.index(c)
 	if c.Referrer == "" && s.Dialled != "" {
 		c.Referrer = m.referrer(s.Dialled)
 	}

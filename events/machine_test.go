@@ -50,6 +50,9 @@ type ev struct {
 	Dir      string
 }
 
+// continuing declares the generic source able to continue calls under a new call id.
+func continuing(p *Policies) { p.Continuing = map[string]bool{"generic": true} }
+
 func defaultPolicies() Policies {
 	return Policies{ReportMissed: true, AnonymousNumber: "anonymous", CallTimeout: 4 * time.Hour, TransferWindow: 10 * time.Second}
 }
@@ -181,6 +184,7 @@ func TestTrackerRules(t *testing.T) {
 		},
 		{
 			name: "transfer by correlation: new call id, same caller and DID, within the window",
+			pol:  continuing,
 			steps: []step{
 				sig(0, "a", Answered, "201"),
 				sig(30*s, "a", Ended, "201"),
@@ -198,6 +202,7 @@ func TestTrackerRules(t *testing.T) {
 		},
 		{
 			name: "no correlation after the window: a new call",
+			pol:  continuing,
 			steps: []step{
 				sig(0, "a", Answered, "201"),
 				sig(30*s, "a", Ended, "201"),
@@ -357,7 +362,7 @@ func TestTrackerRules(t *testing.T) {
 				{EventAnswered, "c1", "201", caller, did, "Inbound"},
 				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
 			},
-			outcomes: map[string]int{OutcomeApplied: 2, OutcomeStale: 2},
+			outcomes: map[string]int{OutcomeApplied: 2, OutcomeStale: 1, OutcomeAfterEnd: 1},
 		},
 		{
 			name: "sweeper ends an answered call that never reports an end",

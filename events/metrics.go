@@ -7,6 +7,8 @@ type Metrics struct {
 	signals    *prometheus.CounterVec
 	events     *prometheus.CounterVec
 	calls      prometheus.Gauge
+	lagSignals prometheus.Gauge
+	lagSeconds prometheus.Gauge
 	deliveries *prometheus.CounterVec
 	queueDepth *prometheus.GaugeVec
 	oldest     *prometheus.GaugeVec
@@ -26,6 +28,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		calls: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "voipbridge_calls_tracked", Help: "Calls the tracker holds (in progress or recently ended).",
 		}),
+		lagSignals: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "voipbridge_tracker_lag_signals", Help: "Signals journaled but not yet folded by the tracker.",
+		}),
+		lagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "voipbridge_tracker_lag_seconds", Help: "How long the oldest signal not yet folded has waited.",
+		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "voipbridge_deliveries_total", Help: "Delivery attempts to the helpdesk, by status class and reason.",
 		}, []string{"status", "reason"}),
@@ -43,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.signals, m.events, m.calls, m.deliveries, m.queueDepth, m.oldest, m.dead, m.paused)
+		reg.MustRegister(m.signals, m.events, m.calls, m.lagSignals, m.lagSeconds, m.deliveries, m.queueDepth, m.oldest, m.dead, m.paused)
 	}
 	return m
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,21 +30,41 @@ type TrackerOptions struct {
 	Metrics  *Metrics
 	// Tick is how often pending ends and timeouts are checked (default 1s).
 	Tick time.Duration
+	// MaxLag is the age of the oldest signal not yet folded above which
+	// Status reports the tracker as lagging (TRACKER_MAX_LAG, default 30s).
+	MaxLag time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
 
+// maxBatch bounds the signals folded and committed together.
+const maxBatch = 512
+
 // Tracker folds journaled signals into calls and journals the resulting
 // events. It is the only writer of call state: run one per journal.
+//
+// It commits in groups: it folds the signals that are waiting (up to
+// maxBatch), publishes the batch's events and waits for their acks
+// together, then writes the changed call records together, and only then
+// moves its checkpoint past the batch. A crash anywhere in a batch replays
+// it; the journal's deduplication absorbs the events published twice, and
+// the call records' sequences skip what was saved.
 type Tracker struct {
-	o       TrackerOptions
-	log     *slog.Logger
-	m       *machine
-	applied atomic.Uint64 // last stream sequence folded in
-	saved   uint64        // last checkpoint written
+	o        TrackerOptions
+	log      *slog.Logger
+	m        *machine
+	applied  atomic.Uint64 // last stream sequence folded in
+	saved    uint64        // last checkpoint written
+	restored atomic.Bool
+	loaded   atomic.Int64 // call records read so far while restoring
+	lagN     atomic.Uint64
+	lagAge   atomic.Int64 // ns: how long the oldest signal of the last batch waited
+	lastSeq  atomic.Uint64
 }
 
-// NewTracker loads the persisted calls and checkpoint from the journal.
+// NewTracker prepares a tracker. It reads nothing: Run restores the calls
+// and the checkpoint from the journal first (Status says "restoring"
+// meanwhile), so intake can journal signals at once.
 func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -50,56 +72,116 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 	if o.Tick <= 0 {
 		o.Tick = time.Second
 	}
+	if o.MaxLag <= 0 {
+		o.MaxLag = 30 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
+	if o.Journal == nil {
+		return nil, errors.New("tracker: no journal")
+	}
 	t := &Tracker{o: o, log: o.Logger, m: newMachine(o.Policies, o.Numbers, o.Dir)}
 	t.m.warn = func(msg string, args ...any) { t.log.Warn(msg, args...) }
-	kv := o.Journal.calls
-	keys, err := kv.ListKeys(ctx)
+	return t, nil
+}
+
+// restore reads every call record and the checkpoint. The records stream
+// from the bucket in one pass (no request per key) and are decoded on every
+// core.
+func (t *Tracker) restore(ctx context.Context) error {
+	start := time.Now()
+	w, err := t.o.Journal.calls.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("tracker: list calls: %w", err)
+		return fmt.Errorf("tracker: read calls: %w", err)
 	}
-	n := 0
-	for k := range keys.Keys() {
-		e, err := kv.Get(ctx, k)
-		if err != nil {
-			if errors.Is(err, jetstream.ErrKeyNotFound) {
-				continue
-			}
-			return nil, fmt.Errorf("tracker: load %s: %w", k, err)
+	defer w.Stop()
+	type rec struct {
+		key string
+		val []byte
+		c   *call
+		err error
+	}
+	var recs []rec
+	for e := range w.Updates() {
+		if e == nil {
+			break // the initial values are all read
 		}
-		if k == checkpointKey {
+		if e.Key() == checkpointKey {
 			n, _ := strconv.ParseUint(string(e.Value()), 10, 64)
 			t.applied.Store(n)
 			t.saved = n
 			continue
 		}
-		var c call
-		if err := json.Unmarshal(e.Value(), &c); err != nil {
-			return nil, fmt.Errorf("tracker: load %s: %w", k, err)
+		recs = append(recs, rec{key: e.Key(), val: e.Value()})
+		t.loaded.Add(1)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(recs); i += workers {
+				c := new(call)
+				recs[i].err = json.Unmarshal(recs[i].val, c)
+				recs[i].c, recs[i].val = c, nil
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range recs {
+		if r.err != nil {
+			return fmt.Errorf("tracker: load %s: %w", r.key, r.err)
 		}
-		t.m.restore(&c)
-		n++
+		t.m.restore(r.key, r.c)
 	}
-	if n > 0 {
-		t.log.Info("tracker restored calls", "calls", n, "checkpoint", t.applied.Load())
+	t.o.Metrics.calls.Set(float64(len(t.m.calls)))
+	if len(recs) > 0 {
+		t.log.Info("tracker restored calls", "calls", len(recs), "checkpoint", t.applied.Load(), "took", time.Since(start).Round(time.Millisecond))
 	}
-	return t, nil
+	t.restored.Store(true)
+	return nil
 }
 
 // Applied returns the stream sequence of the last signal folded in.
 func (t *Tracker) Applied() uint64 { return t.applied.Load() }
 
-// foldGrace bounds how long a fold begun before shutdown may take to finish.
+// Lag returns how many journaled signals wait to be folded and how long the
+// oldest signal of the last batch waited.
+func (t *Tracker) Lag() (signals uint64, age time.Duration) {
+	return t.lagN.Load(), time.Duration(t.lagAge.Load())
+}
+
+// Status is "" while the tracker keeps up, else what holds it back:
+// "restoring" before it has read its calls, "lagging" when the oldest
+// signal waits longer than MaxLag. Intake works either way.
+func (t *Tracker) Status() string {
+	if !t.restored.Load() {
+		return fmt.Sprintf("restoring: %d call records read", t.loaded.Load())
+	}
+	if n, age := t.Lag(); n > 0 && age > t.o.MaxLag {
+		return fmt.Sprintf("lagging: %d signals waiting, oldest %s", n, age.Round(time.Second))
+	}
+	return ""
+}
+
+// foldGrace bounds how long a batch begun before shutdown may take to finish.
 const foldGrace = 30 * time.Second
 
-// Run folds signals until ctx is cancelled. It returns nil on cancellation
-// and an error when the journal fails for good.
+// Run restores the calls, then folds signals until ctx is cancelled. It
+// returns nil on cancellation and an error when the journal fails for good.
 func (t *Tracker) Run(ctx context.Context) error {
+	if err := t.restore(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	cons, err := t.o.Journal.js.OrderedConsumer(ctx, t.o.Journal.n.signals, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   t.applied.Load() + 1,
@@ -110,11 +192,11 @@ func (t *Tracker) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("tracker: consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * maxBatch))
 	if err != nil {
 		return fmt.Errorf("tracker: consumer: %w", err)
 	}
-	msgs := make(chan jetstream.Msg)
+	msgs := make(chan jetstream.Msg, maxBatch)
 	readErr := make(chan error, 1)
 	go func() {
 		for {
@@ -133,15 +215,16 @@ func (t *Tracker) Run(ctx context.Context) error {
 	defer it.Stop()
 	tick := time.NewTicker(t.o.Tick)
 	defer tick.Stop()
-	// A fold, once begun, is finished even when shutdown starts: its events
-	// journaled but its call records not would make a restart fold the
-	// signal again, and an event already delivered (and so gone from the
+	// A batch, once begun, is finished even when shutdown starts: its
+	// events journaled but its call records not would make a restart fold
+	// it again, and an event already delivered (and so gone from the
 	// journal's deduplication) would be sent twice. The grace bounds a
 	// drain when the journal itself is gone.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(foldGrace, stopWork) })
 	defer stopGrace()
+	batch := make([]jetstream.Msg, 0, maxBatch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,7 +237,17 @@ func (t *Tracker) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("tracker: read signals: %w", err)
 		case msg := <-msgs:
-			if err := t.handle(work, msg); err != nil {
+			batch = append(batch[:0], msg)
+		fill:
+			for len(batch) < maxBatch {
+				select {
+				case m := <-msgs:
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+			if err := t.handle(work, batch); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -168,51 +261,97 @@ func (t *Tracker) Run(ctx context.Context) error {
 				return err
 			}
 			t.checkpoint(work)
+			t.measureLag(work)
 		}
 	}
 }
 
-func (t *Tracker) handle(ctx context.Context, msg jetstream.Msg) error {
-	md, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("tracker: %w", err)
+// handle folds a batch of signals and commits what they changed together.
+func (t *Tracker) handle(ctx context.Context, batch []jetstream.Msg) error {
+	var all result
+	now := t.o.Now()
+	var last uint64
+	for i, msg := range batch {
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("tracker: %w", err)
+		}
+		seq := md.Sequence.Stream
+		last = seq
+		if i == 0 {
+			t.lagAge.Store(int64(max(0, now.Sub(md.Timestamp))))
+			t.lagN.Store(md.NumPending + uint64(len(batch)))
+		}
+		var s Signal
+		if err := json.Unmarshal(msg.Data(), &s); err != nil || s.Validate() != nil {
+			// Sources validate before journaling; a bad record here is from a
+			// foreign writer. Skip it, loudly, rather than stop the tracker.
+			t.log.Error("tracker: skipping unreadable signal", "seq", seq, "err", err)
+			t.o.Metrics.signals.WithLabelValues("unknown", "unreadable").Inc()
+			continue
+		}
+		r := t.m.apply(s, seq, now)
+		t.o.Metrics.signals.WithLabelValues(s.Source, r.outcome).Inc()
+		if r.outcome != OutcomeApplied && r.outcome != OutcomeReplayed {
+			t.log.Debug("signal dropped", "source", s.Source, "call_id", s.CallID, "state", s.State, "outcome", r.outcome)
+		}
+		all.events = append(all.events, r.events...)
+		for _, k := range r.changed {
+			all.change(k)
+		}
 	}
-	seq := md.Sequence.Stream
-	var s Signal
-	if err := json.Unmarshal(msg.Data(), &s); err != nil || s.Validate() != nil {
-		// Sources validate before journaling; a bad record here is from a
-		// foreign writer. Skip it, loudly, rather than stop the tracker.
-		t.log.Error("tracker: skipping unreadable signal", "seq", seq, "err", err)
-		t.o.Metrics.signals.WithLabelValues("unknown", "unreadable").Inc()
-		t.applied.Store(seq)
-		return nil
-	}
-	r := t.m.apply(s, seq, t.o.Now())
-	t.o.Metrics.signals.WithLabelValues(s.Source, r.outcome).Inc()
-	if r.outcome != OutcomeApplied && r.outcome != OutcomeReplayed {
-		t.log.Debug("signal dropped", "source", s.Source, "call_id", s.CallID, "state", s.State, "outcome", r.outcome)
-	}
-	if err := t.commit(ctx, r); err != nil {
+	if err := t.commit(ctx, all); err != nil {
 		return err
 	}
-	t.applied.Store(seq)
-	if seq-t.saved >= 100 {
+	t.applied.Store(last)
+	if n, _ := t.Lag(); n <= uint64(len(batch)) {
+		t.lagN.Store(0)
+		t.lagAge.Store(0)
+	}
+	if last-t.saved >= 1000 {
 		t.checkpoint(ctx)
 	}
 	return nil
 }
 
+// measureLag reads how far the signal stream is ahead of the tracker.
+func (t *Tracker) measureLag(ctx context.Context) {
+	info, err := t.o.Journal.signals.Info(ctx)
+	if err != nil {
+		return
+	}
+	if a := t.applied.Load(); info.State.LastSeq > a {
+		t.lagN.Store(info.State.LastSeq - a)
+	} else {
+		t.lagN.Store(0)
+		t.lagAge.Store(0)
+	}
+	n, age := t.Lag()
+	t.o.Metrics.lagSignals.Set(float64(n))
+	t.o.Metrics.lagSeconds.Set(age.Seconds())
+}
+
 // commit journals the events of a result, then the call records: a crash in
-// between replays the signal, whose events are then deduplicated by id.
+// between replays the signals, whose events are then deduplicated by id.
+// Each group is published asynchronously and its acks awaited together.
 func (t *Tracker) commit(ctx context.Context, r result) error {
+	j := t.o.Journal
+	pubs := make([]pending, 0, len(r.events)+len(r.changed))
 	for _, env := range r.events {
-		if err := retry(ctx, func() error { return t.o.Journal.publishEvent(ctx, env) }); err != nil {
+		data, err := json.Marshal(env)
+		if err != nil {
 			return fmt.Errorf("tracker: %w", err)
 		}
+		pubs = append(pubs, pending{subj: j.n.eventsSubj + "." + subjectToken(env.Source), data: data, id: env.MsgID})
+	}
+	if err := t.publishAll(ctx, pubs); err != nil {
+		return fmt.Errorf("tracker: publish events: %w", err)
+	}
+	for _, env := range r.events {
 		t.o.Metrics.events.WithLabelValues(string(env.Event.Type)).Inc()
 		t.log.Info("event", "event", env.Event.Type, "call_id", env.Event.ID, "ext", env.Event.PhoneExtension, "source", env.Source)
 	}
-	kv := t.o.Journal.calls
+	pubs = pubs[:0]
 	for _, k := range r.changed {
 		c := t.m.calls[k]
 		if c == nil {
@@ -222,16 +361,71 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 		if err != nil {
 			return fmt.Errorf("tracker: %w", err)
 		}
-		if err := retry(ctx, func() error { _, err := kv.Put(ctx, k, data); return err }); err != nil {
-			return fmt.Errorf("tracker: save call: %w", err)
-		}
+		pubs = append(pubs, pending{subj: "$KV." + j.n.calls + "." + k, data: data})
+	}
+	if err := t.publishAll(ctx, pubs); err != nil {
+		return fmt.Errorf("tracker: save calls: %w", err)
 	}
 	for _, k := range r.deleted {
-		if err := kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err := j.calls.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.log.Warn("tracker: forget call", "err", err)
 		}
 	}
 	t.o.Metrics.calls.Set(float64(len(t.m.calls)))
+	return nil
+}
+
+// pending is one message of a group commit.
+type pending struct {
+	subj, id string
+	data     []byte
+}
+
+// publishAll publishes msgs asynchronously and waits for every ack; what
+// failed is retried one by one until it succeeds or ctx ends (the journal
+// being briefly unavailable must stall the tracker, not lose state).
+func (t *Tracker) publishAll(ctx context.Context, msgs []pending) error {
+	js := t.o.Journal.js
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	var failed []int
+	for i, m := range msgs {
+		var opts []jetstream.PublishOpt
+		if m.id != "" {
+			opts = append(opts, jetstream.WithMsgID(m.id))
+		}
+		f, err := js.PublishAsync(m.subj, m.data, opts...)
+		if err != nil {
+			failed = append(failed, i)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case <-f.Err():
+			failed = append(failed, i)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, i := range failed {
+		m := msgs[i]
+		err := retry(ctx, func() error {
+			var opts []jetstream.PublishOpt
+			if m.id != "" {
+				opts = append(opts, jetstream.WithMsgID(m.id))
+			}
+			_, err := js.Publish(ctx, m.subj, m.data, opts...)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
