@@ -84,6 +84,11 @@ type leg struct {
 	State State     `json:"state"`         // Ringing, Answered or Ended
 	Agent string    `json:"agent,omitempty"`
 	Time  time.Time `json:"time"` // PBX time of the leg's last state
+	// Prev and PrevTime are the leg's state before it ended and its PBX
+	// time ("" when the end arrived first), so that an earlier state
+	// arriving after the end still counts.
+	Prev     State     `json:"prev,omitempty"`
+	PrevTime time.Time `json:"prev_time,omitzero"`
 }
 
 // call is the tracker's record of one customer call. It is persisted as JSON
@@ -92,28 +97,29 @@ type call struct {
 	ID string `json:"id"` // event Id: the PBX call id of the customer call
 	// Gen tells apart calls that reuse one PBX call id: the PBX time of the
 	// call's first signal (Unix ns). 0 in records of versions before it.
-	Gen       int64     `json:"gen,omitempty"`
-	Source    string    `json:"source"`
-	CallIDs   []string  `json:"call_ids"` // every PBX call id of its legs
-	Direction Direction `json:"direction"`
-	Remote    string    `json:"remote,omitempty"`
-	RemoteRaw string    `json:"remote_raw,omitempty"`
-	Anonymous bool      `json:"anonymous,omitempty"`
-	Referrer  string    `json:"referrer,omitempty"`
-	Ignore    string    `json:"ignore,omitempty"` // why the call is not reported
-	Phase     phase     `json:"phase"`
-	Agent     string    `json:"agent,omitempty"`     // agent on the call now
-	LastRang  string    `json:"last_rang,omitempty"` // last agent that rang
-	Transfers int       `json:"transfers,omitempty"`
-	Legs      []leg     `json:"leg_list,omitempty"`
-	Seen      []uint64  `json:"seen_h,omitempty"` // hashes of recent dedup keys
-	Started   time.Time `json:"started,omitzero"` // our time of the first signal
-	LastTime  time.Time `json:"last_time,omitzero"`
-	EndAt     time.Time `json:"end_at,omitzero"` // pending end: Disconnected due then
-	Cause     string    `json:"cause,omitempty"` // cause of the pending end
-	Done      time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
-	Updated   time.Time `json:"updated"`         // last activity (our clock)
-	LastSeq   uint64    `json:"last_seq"`        // last signal sequence folded in
+	Gen        int64     `json:"gen,omitempty"`
+	Source     string    `json:"source"`
+	CallIDs    []string  `json:"call_ids"` // every PBX call id of its legs
+	Direction  Direction `json:"direction"`
+	Remote     string    `json:"remote,omitempty"`
+	RemoteRaw  string    `json:"remote_raw,omitempty"`
+	Anonymous  bool      `json:"anonymous,omitempty"`
+	Referrer   string    `json:"referrer,omitempty"`
+	Ignore     string    `json:"ignore,omitempty"` // why the call is not reported
+	Phase      phase     `json:"phase"`
+	Agent      string    `json:"agent,omitempty"`       // agent on the call now
+	LastRang   string    `json:"last_rang,omitempty"`   // last agent that rang
+	LastRangAt time.Time `json:"last_rang_at,omitzero"` // PBX time it rang
+	Transfers  int       `json:"transfers,omitempty"`
+	Legs       []leg     `json:"leg_list,omitempty"`
+	Seen       []uint64  `json:"seen_h,omitempty"` // hashes of recent dedup keys
+	Started    time.Time `json:"started,omitzero"` // our time of the first signal
+	LastTime   time.Time `json:"last_time,omitzero"`
+	EndAt      time.Time `json:"end_at,omitzero"` // pending end: Disconnected due then
+	Cause      string    `json:"cause,omitempty"` // cause of the pending end
+	Done       time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
+	Updated    time.Time `json:"updated"`         // last activity (our clock)
+	LastSeq    uint64    `json:"last_seq"`        // last signal sequence folded in
 
 	// OldLegs is the leg map of records written before leg_list; read once.
 	OldLegs map[string]*leg `json:"legs,omitempty"`
@@ -328,6 +334,11 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			}
 		}
 		l := c.leg(lk)
+		if l != nil && l.State == Ended && !s.Time.After(l.Time) && st.rank() > l.Prev.rank() && !s.Time.Before(l.PrevTime) {
+			// The leg's end arrived before this earlier state: what it says
+			// still happened, and the leg is over.
+			return m.lateStart(c, l, s, st, agent, now, r)
+		}
 		if l != nil {
 			switch {
 			case l.State == Ended && !s.Time.After(l.Time):
@@ -358,8 +369,8 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			}
 		}
 		if st == Ringing {
-			if agent != "" {
-				c.LastRang = agent
+			if agent != "" && !s.Time.Before(c.LastRangAt) {
+				c.LastRang, c.LastRangAt = agent, s.Time
 			}
 			return OutcomeApplied
 		}
@@ -370,13 +381,19 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 		changed := false
 		for i := range c.Legs {
 			l := &c.Legs[i]
-			if l.State == Ended {
-				continue
+			if l.State == Ended || l.Time.After(s.Time) {
+				continue // over already, or in a later state than this end
 			}
 			if lk == callLeg || l.ID == lk || l.ID == callLeg || (s.Extension != "" && l.Ext == s.Extension) {
 				m.endLeg(c, l, s.Time)
 				changed = true
 			}
+		}
+		if lk != callLeg && c.leg(lk) == nil {
+			// The end of a leg not seen yet (its earlier signals may still
+			// arrive, late): remember it, so that they are stale.
+			c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension, State: Ended, Agent: agent, Time: s.Time})
+			changed = true
 		}
 		if !changed {
 			return OutcomeDuplicate
@@ -384,6 +401,34 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 		if !c.active() {
 			m.ended(c, s.Cause, now, r)
 		}
+	}
+	return OutcomeApplied
+}
+
+// lateStart folds a ringing, answer or transfer of a leg whose end arrived
+// first (a source whose signals carry PBX time, delivered out of order): the
+// leg rang or was answered before it ended, so the ring counts for a missed
+// call and the answer gives its Answered or Transfer; the leg stays ended.
+func (m *machine) lateStart(c *call, l *leg, s Signal, st State, agent string, now time.Time, r *result) string {
+	l.Prev, l.PrevTime = st, s.Time
+	if st == Ringing {
+		if agent != "" && !s.Time.Before(c.LastRangAt) {
+			c.LastRang, c.LastRangAt = agent, s.Time
+		}
+		return OutcomeApplied
+	}
+	if s.State == Transferred && c.Phase == phaseAnswered {
+		for i := range c.Legs {
+			if o := &c.Legs[i]; o.ID != l.ID && o.State == Answered {
+				m.endLeg(c, o, s.Time)
+			}
+		}
+	}
+	if agent != "" {
+		m.answeredBy(c, l.ID, agent, now, r)
+	}
+	if !c.active() && c.Done.IsZero() && c.EndAt.IsZero() {
+		m.ended(c, c.Cause, now, r)
 	}
 	return OutcomeApplied
 }
@@ -400,6 +445,7 @@ func (c *call) leg(id string) *leg {
 
 // endLeg ends one leg of c (at PBX time t).
 func (m *machine) endLeg(c *call, l *leg, t time.Time) {
+	l.Prev, l.PrevTime = l.State, l.Time
 	l.State, l.Time = Ended, t
 	if l.Ext != "" {
 		m.unfileExt(c, l.Ext)
