@@ -515,8 +515,60 @@ func (m *machine) ended(c *call, cause string, now time.Time, r *result) {
 		m.finish(c, now, r)
 		return
 	}
+	if c.Phase == phaseAnswered && m.absorb(c, now, r) {
+		return // continued by a leg that began ringing just before
+	}
 	c.EndAt, c.Cause = now.Add(m.pol.TransferWindow), cause
 	m.timers.push(c.EndAt, c.key, timerEnd)
+}
+
+// absorb continues answered call c, whose last leg just ended, with a call
+// of the same customer that began ringing less than TransferWindow before
+// and was never answered: a blind transfer whose PBX rang the target on a
+// new dialog before it let the first one go. That call's legs, ids and
+// dedup keys become c's; it had reported nothing.
+func (m *machine) absorb(c *call, now time.Time, r *result) bool {
+	if c.indexed == "" {
+		return false
+	}
+	var b *call
+	for _, k := range m.byCustomer[c.indexed] {
+		o := m.calls[k]
+		if o == nil || o == c || !o.Done.IsZero() || o.Phase != phaseRinging || !o.EndAt.IsZero() ||
+			now.Sub(o.Started) >= m.pol.TransferWindow || !o.active() {
+			continue
+		}
+		if b == nil || o.Started.After(b.Started) {
+			b = o
+		}
+	}
+	if b == nil {
+		return false
+	}
+	for _, l := range b.Legs {
+		c.Legs = append(c.Legs, l)
+		if l.State != Ended && l.Ext != "" {
+			k := aliasKey(b.Source, l.Ext)
+			m.byExt[k] = remove(m.byExt[k], b.key)
+			m.fileExt(c, l.Ext)
+		}
+	}
+	for _, id := range b.CallIDs {
+		if !slices.Contains(c.CallIDs, id) {
+			c.CallIDs = append(c.CallIDs, id)
+		}
+		m.aliases[aliasKey(b.Source, id)] = c.key
+	}
+	c.Seen = append(c.Seen, b.Seen...)
+	if len(c.Seen) > maxSeen {
+		c.Seen = slices.Delete(c.Seen, 0, len(c.Seen)-maxSeen)
+	}
+	c.LastSeq = max(c.LastSeq, b.LastSeq)
+	m.unindex(b)
+	delete(m.calls, b.key)
+	r.deleted = append(r.deleted, b.key)
+	r.change(c.key)
+	return true
 }
 
 // snapshot ends the legs of the snapshot's extension that it no longer

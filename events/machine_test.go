@@ -505,6 +505,23 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "continuing: a blind transfer that rings the target before the first leg ends is one call",
+			pol:  continuing,
+			steps: []step{
+				sig(0, "a", Answered, "201"),
+				sig(20*s, "b", Ringing, "202"),
+				sig(20*s+300*time.Millisecond, "a", Ended, "201"),
+				sig(25*s, "b", Answered, "202"),
+				sig(60*s, "b", Ended, "202"),
+				tick(71 * s),
+			},
+			want: []ev{
+				{EventAnswered, "a", "201", caller, did, "Inbound"},
+				{EventTransfer, "a", "202", caller, did, "Inbound"},
+				{EventDisconnected, "a", "202", caller, did, "Inbound"},
+			},
+		},
+		{
 			name: "continuing: a redial after the window is a new call",
 			pol:  continuing,
 			steps: []step{

@@ -59,7 +59,8 @@ type Tracker struct {
 	loaded   atomic.Int64 // call records read so far while restoring
 	lagN     atomic.Uint64
 	lagAge   atomic.Int64 // ns: how long the oldest signal of the last batch waited
-	lastSeq  atomic.Uint64
+	// fakeClock: Now was given, and stands for the journal's time too.
+	fakeClock bool
 }
 
 // NewTracker prepares a tracker. It reads nothing: Run restores the calls
@@ -75,6 +76,7 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 	if o.MaxLag <= 0 {
 		o.MaxLag = 30 * time.Second
 	}
+	fake := o.Now != nil
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -84,7 +86,7 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 	if o.Journal == nil {
 		return nil, errors.New("tracker: no journal")
 	}
-	t := &Tracker{o: o, log: o.Logger, m: newMachine(o.Policies, o.Numbers, o.Dir)}
+	t := &Tracker{o: o, log: o.Logger, m: newMachine(o.Policies, o.Numbers, o.Dir), fakeClock: fake}
 	t.m.warn = func(msg string, args ...any) { t.log.Warn(msg, args...) }
 	return t, nil
 }
@@ -225,6 +227,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(foldGrace, stopWork) })
 	defer stopGrace()
 	batch := make([]jetstream.Msg, 0, maxBatch)
+	tickDue, lastTick := false, time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -253,17 +256,41 @@ func (t *Tracker) Run(ctx context.Context) error {
 				}
 				return err
 			}
+			if tickDue && (len(msgs) == 0 || time.Since(lastTick) > 5*t.o.Tick) {
+				if err := t.runTick(work); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				tickDue, lastTick = false, time.Now()
+			}
 		case <-tick.C:
-			if err := t.commit(work, t.m.tick(t.o.Now())); err != nil {
+			if len(msgs) > 0 && time.Since(lastTick) < 5*t.o.Tick {
+				// Signals wait: fold them first, so that a window does not
+				// close on a call whose continuation is already journaled.
+				tickDue = true
+				continue
+			}
+			if err := t.runTick(work); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
-			t.checkpoint(work)
-			t.measureLag(work)
+			tickDue, lastTick = false, time.Now()
 		}
 	}
+}
+
+// runTick ends what is due, checkpoints and measures the lag.
+func (t *Tracker) runTick(ctx context.Context) error {
+	if err := t.commit(ctx, t.m.tick(t.o.Now())); err != nil {
+		return err
+	}
+	t.checkpoint(ctx)
+	t.measureLag(ctx)
+	return nil
 }
 
 // handle folds a batch of signals and commits what they changed together.
@@ -290,7 +317,14 @@ func (t *Tracker) handle(ctx context.Context, batch []jetstream.Msg) error {
 			t.o.Metrics.signals.WithLabelValues("unknown", "unreadable").Inc()
 			continue
 		}
-		r := t.m.apply(s, seq, now)
+		// The signal's time in the model is when the journal took it: a
+		// tracker catching up measures windows as the PBX lived them, and a
+		// replay after a restart folds exactly as the first time.
+		at := md.Timestamp
+		if at.IsZero() || t.fakeClock {
+			at = now
+		}
+		r := t.m.apply(s, seq, at)
 		t.o.Metrics.signals.WithLabelValues(s.Source, r.outcome).Inc()
 		if r.outcome != OutcomeApplied && r.outcome != OutcomeReplayed {
 			t.log.Debug("signal dropped", "source", s.Source, "call_id", s.CallID, "state", s.State, "outcome", r.outcome)
