@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/voipbridge/voipbridge/pbx/webhook"
 	"github.com/voipbridge/voipbridge/phone"
 	"github.com/voipbridge/voipbridge/robin"
+	"github.com/voipbridge/voipbridge/sip"
 )
 
 // Version is the program's version, set at build time with -ldflags.
@@ -68,19 +70,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	}
 	if b.journal, err = events.OpenJournal(ctx, events.JournalOptions{
 		DataDir: cfg.DataDir, URL: cfg.NATSURL, Replicas: cfg.NATSReplicas, Name: cfg.JournalName,
-		SignalRetention: cfg.SignalRetention, Logger: log,
+		SignalRetention: cfg.SignalRetention, SignalDedup: cfg.CallIDReuse, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
 	metrics := events.NewMetrics(b.reg)
 	if b.tracker, err = events.NewTracker(ctx, events.TrackerOptions{
-		Journal: b.journal, Numbers: b.numbers, Dir: b.dir, Logger: log, Metrics: metrics,
+		Journal: b.journal, Numbers: b.numbers, Dir: b.dir, Logger: log, Metrics: metrics, MaxLag: cfg.TrackerMaxLag,
 		Policies: events.Policies{
-			ReportMissed:    cfg.MissedCalls == "report",
-			ReportInternal:  cfg.InternalCalls == "report",
-			AnonymousNumber: cfg.AnonymousNumber,
-			CallTimeout:     cfg.CallTimeout,
-			TransferWindow:  cfg.TransferWindow,
+			ReportMissed:     cfg.MissedCalls == "report",
+			ReportInternal:   cfg.InternalCalls == "report",
+			AnonymousNumber:  cfg.AnonymousNumber,
+			CallTimeout:      cfg.CallTimeout,
+			TransferWindow:   cfg.TransferWindow,
+			CallIDReuseAfter: cfg.CallIDReuse,
+			// The sources that can continue a call under a new, unlinked
+			// call id, as they declare it.
+			Continuing: map[string]bool{sip.SourceName: sip.ContinuesCalls},
 		},
 	}); err != nil {
 		return nil, err
@@ -129,6 +135,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		return b.journal.Ready(ctx)
+	})
+	b.addReady("tracker", func() error {
+		if st := b.tracker.Status(); st != "" {
+			// Intake works while the tracker restores or catches up.
+			return degraded(st)
+		}
+		return nil
 	})
 	b.addReady("delivery", func() error {
 		if r := b.disp.Paused(); r != "" {
@@ -238,6 +251,12 @@ func (b *Bridge) goRun(name string, f func(ctx context.Context) error) {
 	})
 }
 
+// degraded is a readiness problem that leaves intake working: /readyz
+// names it but still answers 200.
+type degraded string
+
+func (d degraded) Error() string { return string(d) }
+
 func (b *Bridge) addReady(name string, check func() error) {
 	b.readyMu.Lock()
 	defer b.readyMu.Unlock()
@@ -266,7 +285,10 @@ func (b *Bridge) serveReady(w http.ResponseWriter, _ *http.Request) {
 	default:
 	}
 	for _, n := range names {
-		if err := checks[n](); err != nil {
+		var d degraded
+		if err := checks[n](); errors.As(err, &d) {
+			out[n] = "degraded: " + err.Error()
+		} else if err != nil {
 			status, out[n] = http.StatusServiceUnavailable, err.Error()
 		} else {
 			out[n] = "ok"

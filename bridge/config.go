@@ -57,7 +57,9 @@ type Config struct {
 	InternalCalls   string        `env:"INTERNAL_CALLS" envDefault:"ignore"`
 	AnonymousNumber string        `env:"-"` // ANONYMOUS_NUMBER: set in Load, empty is meaningful
 	CallTimeout     time.Duration `env:"CALL_TIMEOUT" envDefault:"4h"`
-	TransferWindow  time.Duration `env:"TRANSFER_WINDOW" envDefault:"10s"`
+	TransferWindow  time.Duration `env:"TRANSFER_WINDOW" envDefault:"2s"`
+	CallIDReuse     time.Duration `env:"CALL_ID_REUSE_AFTER" envDefault:"10m"`
+	TrackerMaxLag   time.Duration `env:"TRACKER_MAX_LAG" envDefault:"30s"`
 
 	Quota    QuotaConfig
 	SIP      SIPConfig
@@ -173,6 +175,12 @@ func (c *Config) validate() error {
 	}
 	if c.TransferWindow < 0 || c.TransferWindow > 5*time.Minute {
 		bad("TRANSFER_WINDOW %s: want 0 to 5m", c.TransferWindow)
+	}
+	if c.CallIDReuse < time.Minute || c.CallIDReuse > 24*time.Hour {
+		bad("CALL_ID_REUSE_AFTER %s: want 1m to 24h", c.CallIDReuse)
+	}
+	if c.TrackerMaxLag < time.Second {
+		bad("TRACKER_MAX_LAG %s: want at least 1s", c.TrackerMaxLag)
 	}
 	if c.InternalMaxDigits < 1 || c.InternalMaxDigits > 10 {
 		bad("INTERNAL_MAX_DIGITS %d: want 1 to 10", c.InternalMaxDigits)

@@ -14,7 +14,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.DataDir != "./data" || cfg.AnonymousNumber != "anonymous" ||
-		cfg.CallTimeout != 4*time.Hour || cfg.TransferWindow != 10*time.Second || cfg.MissedCalls != "report" ||
+		cfg.CallTimeout != 4*time.Hour || cfg.TransferWindow != 2*time.Second || cfg.CallIDReuse != 10*time.Minute || cfg.TrackerMaxLag != 30*time.Second || cfg.MissedCalls != "report" ||
 		cfg.InternalCalls != "ignore" || cfg.PhoneRegion != "NL" || cfg.SignalRetention != 7*24*time.Hour ||
 		cfg.RobinTimeout != 10*time.Second || cfg.Quota.RateLimits != "3/1s,180/1m,10000/1h,100000/24h" {
 		t.Fatalf("defaults: %+v", cfg)

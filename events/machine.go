@@ -472,10 +472,12 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 	case c.Phase == phaseRinging:
 		c.Phase, c.Agent = phaseAnswered, agent
 		// The other legs that were ringing lost: a ring group or queue
-		// answered elsewhere. Legs that start ringing later may be a
-		// transfer target and stay.
+		// answered elsewhere. Legs that began ringing later, by PBX time,
+		// are a transfer target (reported before the answer, out of order)
+		// and stay.
+		at := c.leg(legID).Time
 		for i := range c.Legs {
-			if l := &c.Legs[i]; l.ID != legID && l.State == Ringing {
+			if l := &c.Legs[i]; l.ID != legID && l.State == Ringing && !l.Time.After(at) {
 				m.endLeg(c, l, l.Time)
 			}
 		}
