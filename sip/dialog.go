@@ -27,10 +27,12 @@ type subscription struct {
 	cseq        uint32
 	established bool
 
-	// Version ordering of dialog-info documents. Guarded by w.mu, which
+	// Version ordering of dialog-info documents, and whether the first
+	// full document was journaled with its snapshot. Guarded by w.mu, which
 	// serialises NOTIFY handling per extension.
 	haveVersion bool
 	version     uint64
+	snapshotted bool
 }
 
 func newSubscription(w *watch, domain string) *subscription {

@@ -7,7 +7,10 @@
 // (refresh before expiry, re-subscription with backoff, no hammering after a
 // refusal) and its own memory of the dialogs the PBX reported, which
 // survives re-subscriptions so that a call in progress is not reported twice
-// and a call that ended while we were not subscribed is reported ended.
+// and a call that ended while we were not subscribed is reported ended. The
+// first full document of every subscription also becomes an events.Snapshot
+// of the extension, so that the tracker ends calls that ended while the
+// bridge was stopped, when there is no memory to compare with.
 package sip
 
 import (

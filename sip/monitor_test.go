@@ -50,15 +50,26 @@ func (r *recorder) setFail(f func(events.Signal) error) {
 	r.mu.Unlock()
 }
 
-// unique returns the signals with duplicate dedup keys removed, as the
-// journal and tracker see them.
+// unique returns the signals about dialogs with duplicate dedup keys
+// removed, as the journal and tracker see them. Snapshots are left out: every
+// subscription yields one when its first NOTIFY arrives, which may be before
+// or after a test's first call; snapshots() has them.
 func (r *recorder) unique() []events.Signal {
+	return r.dedup(func(s events.Signal) bool { return s.State != events.Snapshot })
+}
+
+// snapshots returns the Snapshot signals with duplicate dedup keys removed.
+func (r *recorder) snapshots() []events.Signal {
+	return r.dedup(func(s events.Signal) bool { return s.State == events.Snapshot })
+}
+
+func (r *recorder) dedup(keep func(events.Signal) bool) []events.Signal {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
 	var out []events.Signal
 	for _, s := range r.signals {
-		if !seen[s.DedupKey] {
+		if keep(s) && !seen[s.DedupKey] {
 			seen[s.DedupKey] = true
 			out = append(out, s)
 		}
@@ -66,10 +77,18 @@ func (r *recorder) unique() []events.Signal {
 	return out
 }
 
+// count is the number of signals about dialogs received, retransmissions
+// included, snapshots not.
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.signals)
+	n := 0
+	for _, s := range r.signals {
+		if s.State != events.Snapshot {
+			n++
+		}
+	}
+	return n
 }
 
 // waitFor polls cond with a generous deadline: real sockets on a loaded

@@ -98,8 +98,10 @@ func (c *core) match(req *gosip.Request) *subscription {
 
 // apply folds a document into the extension's state and journals the
 // resulting signals, all under the extension's lock so that concurrent
-// NOTIFYs are applied one at a time in version order. State is committed
-// only after every signal was journaled.
+// NOTIFYs are applied one at a time in version order. The first full
+// document of a subscription also yields a snapshot of the extension,
+// journaled after the signals of its dialogs. State is committed only after
+// every signal was journaled.
 func (w *watch) apply(ctx context.Context, sub *subscription, doc *dialoginfo.Document, seq uint64, now time.Time) (result string, resync bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -117,6 +119,10 @@ func (w *watch) apply(ctx context.Context, sub *subscription, doc *dialoginfo.Do
 		seq = doc.Version
 	}
 	next, signals := applyDoc(w.legs, w.ext, sub.callID, doc, seq, now)
+	first := doc.State == dialoginfo.Full && !sub.snapshotted
+	if first {
+		signals = append(signals, snapshot(w.ext, sub.callID, doc, seq, now))
+	}
 	jctx, cancel := context.WithTimeout(ctx, w.c.journalTO)
 	defer cancel()
 	for _, s := range signals {
@@ -126,6 +132,7 @@ func (w *watch) apply(ctx context.Context, sub *subscription, doc *dialoginfo.Do
 		w.c.metrics.signals.Inc()
 	}
 	w.legs = next
+	sub.snapshotted = sub.snapshotted || first
 	if doc.HasVersion {
 		sub.version, sub.haveVersion = doc.Version, true
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -133,8 +134,8 @@ func TestNotifyAnswers(t *testing.T) {
 	check("garbage body is acknowledged", f.notify(t, 9, dialogEvent, "<dialog-info version="), 200)
 	check("wrong content type", f.notify(t, 10, dialogEvent+"Content-Type: application/pidf+xml\r\n", early(11, "z")), 200)
 
-	if n := len(f.j.got()); n != 2 {
-		t.Errorf("%d signals journaled, want 2 (ringing, answered)", n)
+	if n := len(f.j.got()); n != 3 {
+		t.Errorf("%d signals journaled, want 3 (ringing, the first document's snapshot, answered)", n)
 	}
 	if got := value(t, f.c.metrics.parseErrors); got != 2 {
 		t.Errorf("parse errors = %v, want 2", got)
@@ -183,7 +184,7 @@ func TestStaleAndRepeatedVersionsAreDropped(t *testing.T) {
 	for _, s := range f.j.got() {
 		got = append(got, s.CallID+":"+string(s.State))
 	}
-	if want := "call-a:ringing call-a:answered"; strings.Join(got, " ") != want {
+	if want := "call-a:ringing :snapshot call-a:answered"; strings.Join(got, " ") != want {
 		t.Errorf("signals %v, want %s", got, want)
 	}
 	if got := value(t, f.c.metrics.notifies.WithLabelValues(resultStale)); got != 2 {
@@ -199,7 +200,7 @@ func TestJournalFailureIsNotAcknowledged(t *testing.T) {
 	if st, _ := f.c.handleNotify(ctx, req); st != 500 {
 		t.Fatalf("status %d with a failing journal, want 500", st)
 	}
-	if len(f.w.legs) != 0 || f.sub.haveVersion {
+	if len(f.w.legs) != 0 || f.sub.haveVersion || f.sub.snapshotted {
 		t.Fatal("state committed although nothing was journaled")
 	}
 	if n := f.w.mbox.take(); len(n) != 1 || n[0].kind != noticeResync {
@@ -210,8 +211,61 @@ func TestJournalFailureIsNotAcknowledged(t *testing.T) {
 	if st, _ := f.c.handleNotify(ctx, f.notify(t, 2, dialogEvent, early(3, "a"))); st != 200 {
 		t.Fatalf("retry status %d", st)
 	}
-	if got := f.j.got(); len(got) != 1 || got[0].State != events.Ringing {
+	if got := f.j.got(); len(got) != 2 || got[0].State != events.Ringing || got[1].State != events.Snapshot {
 		t.Fatalf("after retry: %+v", got)
+	}
+}
+
+// TestSnapshotWithTheFirstFullDocumentOfEachSubscription: the first full
+// document of a subscription is journaled as its dialogs' signals and then
+// one snapshot of the extension; later documents are diffed only; a new
+// subscription (after the PBX dropped the old one) snapshots again.
+func TestSnapshotWithTheFirstFullDocumentOfEachSubscription(t *testing.T) {
+	f := newNotifyFixture(t)
+	ctx := context.Background()
+	send := func(cseq int, body string) {
+		t.Helper()
+		if st, _ := f.c.handleNotify(ctx, f.notify(t, cseq, dialogEvent, body)); st != 200 {
+			t.Fatalf("status %d", st)
+		}
+	}
+	dialog := func(id, state string) string {
+		return fmt.Sprintf(`<dialog id="%s" call-id="call-%s" direction="recipient"><state>%s</state></dialog>`, id, id, state)
+	}
+	doc := func(v int, state string, dialogs ...string) string {
+		return fmt.Sprintf(`<dialog-info version="%d" state="%s">%s</dialog-info>`, v, state, strings.Join(dialogs, ""))
+	}
+	send(1, doc(1, "partial", dialog("a", "early"))) // a partial first document says nothing about other dialogs
+	full := doc(2, "full", dialog("a", "confirmed"), dialog("b", "early"), dialog("c", "terminated"))
+	send(2, full)
+	send(2, full) // retransmitted
+	send(3, doc(3, "full", dialog("b", "early")))
+	f.sub = newSubscription(f.w, "pbx.test") // the PBX dropped us; a new subscription, same memory
+	f.sub.remoteTag = "pbxtag"
+	f.c.index.add(f.sub)
+	send(1, doc(0, "full", dialog("b", "confirmed")))
+
+	var got []string
+	keys := map[string]bool{}
+	for _, s := range f.j.got() {
+		if s.State == events.Snapshot {
+			got = append(got, "snapshot "+s.Extension+" ["+strings.Join(s.Open, " ")+"]")
+			keys[s.DedupKey] = true
+			continue
+		}
+		got = append(got, string(s.State)+" "+s.LegID)
+	}
+	want := []string{
+		"ringing a@201",
+		"answered a@201", "ringing b@201", "ended c@201", "snapshot 201 [a@201 b@201]",
+		"ended a@201",
+		"answered b@201", "snapshot 201 [b@201]",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("signals (-want +got):\n%s", d)
+	}
+	if len(keys) != 2 {
+		t.Errorf("%d distinct snapshot keys, want 2", len(keys))
 	}
 }
 
@@ -268,14 +322,19 @@ func TestConcurrentNotifiesApplyInVersionOrder(t *testing.T) {
 		}
 		wg.Wait()
 		last := map[string]int{}
+		snapshots := 0
 		for _, s := range f.j.got() {
+			if s.State == events.Snapshot {
+				snapshots++
+				continue
+			}
 			if r := rank(s.State); r <= last[s.LegID] {
 				t.Fatalf("round %d: leg %s went from rank %d to %s", round, s.LegID, last[s.LegID], s.State)
 			}
 			last[s.LegID] = rank(s.State)
 		}
-		if len(f.w.legs) != 0 || f.sub.version != 30 {
-			t.Fatalf("round %d: legs %v version %d, want none and 30", round, f.w.legs, f.sub.version)
+		if len(f.w.legs) != 0 || f.sub.version != 30 || snapshots != 1 {
+			t.Fatalf("round %d: legs %v version %d snapshots %d, want none, 30 and 1", round, f.w.legs, f.sub.version, snapshots)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/voipbridge/voipbridge/events"
 	"github.com/voipbridge/voipbridge/sip"
 	"github.com/voipbridge/voipbridge/sip/siptest"
@@ -85,11 +87,67 @@ func TestResubscribeAfterPBXForgetsOrTerminates(t *testing.T) {
 		t.Error("no refresh was refused with 481")
 	}
 	waitFor(t, "both active", func() bool { return h.mon.Status().Active == 2 })
+	// Each new subscription's first document is a snapshot of its own.
+	waitFor(t, "a snapshot per subscription", func() bool {
+		n := map[string]int{}
+		for _, s := range pbx.Subscribes() {
+			if !s.InDialog && s.Status == 200 && s.Expires > 0 {
+				n[s.Ext]++
+			}
+		}
+		for _, s := range h.rec.snapshots() {
+			n[s.Extension]--
+		}
+		return n["201"] == 0 && n["202"] == 0
+	})
 	leg := pbx.Inbound("202", "0612345678", "")
 	leg.Answer()
 	waitFor(t, "answered", func() bool { return h.rec.count() == 2 })
 	leg.Hangup("remote-bye")
 	h.expect(t, []events.Signal{sig(leg, events.Ringing, ""), sig(leg, events.Answered, ""), sig(leg, events.Ended, "remote-bye")})
+}
+
+// TestRestartSnapshotsWhatIsStillGoing: a monitor's memory of dialogs dies
+// with it, and the PBX forgets a dialog once it ended. A call that ended
+// while no monitor ran is simply absent from the next monitor's first
+// NOTIFY; the snapshot of that document lists only the dialogs still going,
+// which is what lets the tracker end the others.
+func TestRestartSnapshotsWhatIsStillGoing(t *testing.T) {
+	for _, network := range networks {
+		t.Run(network, func(t *testing.T) {
+			pbx := siptest.Start(t, siptest.Options{Network: network, Username: user, Password: pass})
+			exts := []string{"201", "202"}
+			first := start(t, pbx, exts, nil)
+			gone := pbx.Inbound("201", "0612345678", "0201234567")
+			gone.Answer()
+			kept := pbx.Inbound("202", "0687654321", "0201234567")
+			kept.Answer()
+			waitFor(t, "both answered", func() bool { return len(first.rec.unique()) == 4 })
+			first.stop() // unsubscribes: the PBX tells this monitor nothing more
+			gone.Hangup("remote-bye")
+
+			second := start(t, pbx, exts, nil)
+			waitFor(t, "a snapshot per extension", func() bool { return len(second.rec.snapshots()) == 2 })
+			open := map[string][]string{}
+			for _, s := range second.rec.snapshots() {
+				open[s.Extension] = s.Open
+			}
+			want := map[string][]string{"201": {}, "202": {kept.ID + "@202"}}
+			if d := cmp.Diff(want, open); d != "" {
+				t.Errorf("open legs after the restart (-want +got):\n%s", d)
+			}
+			// The call still going is reported as it stands, under the key it
+			// had before the restart: the journal keeps one copy.
+			before := map[string]bool{}
+			for _, s := range first.rec.unique() {
+				before[s.DedupKey] = true
+			}
+			got := second.rec.unique()
+			if len(got) != 1 || got[0].State != events.Answered || got[0].LegID != kept.ID+"@202" || !before[got[0].DedupKey] {
+				t.Errorf("signals after the restart %+v, want the one answered call again", got)
+			}
+		})
+	}
 }
 
 func TestJournalOutageIsRetriedByThePBX(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -107,6 +108,11 @@ func runSIPp(t *testing.T, bin, network string) {
 	ringing.State, answered.State, ended.State, ended.Cause = events.Ringing, events.Answered, events.Ended, "remote-bye"
 	h := &harness{rec: rec}
 	h.compare(t, []events.Signal{ringing, answered, ended})
+	// SIPp's first NOTIFY is a full document with the ringing dialog.
+	snaps := rec.snapshots()
+	if len(snaps) != 1 || snaps[0].Extension != "2001" || !slices.Equal(snaps[0].Open, []string{"d7a1c0de@2001"}) {
+		t.Errorf("snapshots %+v, want one for 2001 with the ringing dialog open", snaps)
+	}
 }
 
 // freePort finds a loopback port nobody holds (there is a window before

@@ -167,7 +167,7 @@ func (l leg) signal(ext, dialogID string, st events.State, cause string, now tim
 	return events.Signal{
 		Source:       SourceName,
 		CallID:       l.callID,
-		LegID:        dialogID + "@" + ext,
+		LegID:        legID(ext, dialogID),
 		LinkedCallID: l.linked,
 		Extension:    ext,
 		Remote:       l.remote,
@@ -177,6 +177,41 @@ func (l leg) signal(ext, dialogID string, st events.State, cause string, now tim
 		Cause:        cause,
 		Time:         now,
 		DedupKey:     dedupKey(ext, l.callID, dialogID, st),
+	}
+}
+
+// legID names a dialog of an extension in signals: dialog ids are unique
+// only within the watched entity (RFC 4235 §4.1.1).
+func legID(ext, dialogID string) string { return dialogID + "@" + ext }
+
+// snapshot is the Snapshot signal for a subscription's first full document:
+// the leg ids of every dialog the document holds that is not terminated. The
+// tracker ends the extension's other legs. That is how a call that ended
+// while no subscription was up (the bridge was stopped, or the PBX dropped
+// the subscription) gets its end: the PBX forgets an ended dialog, and a
+// restarted monitor has no memory of it to diff the document against.
+// Dialogs in a state this package does not know are open: the PBX still has
+// them. The dedup key is unique per subscription and document (seq as in
+// applyDoc), so a retransmitted NOTIFY is one signal.
+func snapshot(ext, subID string, doc *dialoginfo.Document, seq uint64, now time.Time) events.Signal {
+	open := []string{}
+	seen := make(map[string]bool, len(doc.Dialogs))
+	for _, d := range doc.Dialogs {
+		if st, ok := mapState(d.State); ok && st == events.Ended {
+			continue
+		}
+		if id := legID(ext, clean(d.ID)); !seen[id] {
+			seen[id] = true
+			open = append(open, id)
+		}
+	}
+	return events.Signal{
+		Source:    SourceName,
+		Extension: ext,
+		State:     events.Snapshot,
+		Open:      open,
+		Time:      now,
+		DedupKey:  hashKey(string(events.Snapshot), ext, subID, strconv.FormatUint(seq, 10)),
 	}
 }
 
@@ -211,8 +246,13 @@ func rank(s events.State) int {
 // retransmitted, retried after a 500 or repeated after a re-subscription
 // yields the same key, and the journal and tracker drop the copy.
 func dedupKey(ext, callID, dialogID string, st events.State) string {
+	return hashKey(ext, callID, dialogID, string(st))
+}
+
+// hashKey is a short, stable digest of parts for a dedup key.
+func hashKey(parts ...string) string {
 	h := sha256.New()
-	for _, p := range []string{ext, callID, dialogID, string(st)} {
+	for _, p := range parts {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}

@@ -3,6 +3,7 @@ package sip
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,6 +276,72 @@ func TestDedupKeyIsStableAndDistinct(t *testing.T) {
 			t.Errorf("duplicate key for %+v", s)
 		}
 		seen[s.DedupKey] = true
+	}
+}
+
+func TestSnapshotListsTheDialogsThatAreNotTerminated(t *testing.T) {
+	tests := []struct {
+		name string
+		ext  string
+		doc  *dialoginfo.Document
+		want []string
+	}{
+		{"kamailio answered and ringing", "1001", fixture(t, "kamailio-multi.xml"),
+			[]string{"2f9c71d0-8a4b-4a2e-b07c-1d3e5f7a9b11@1001", "a07d3e55-0c1f-4d2b-9e8a-77f0c6b5d4e3@1001"}},
+		{"asterisk idle", "103", fixture(t, "asterisk-pjsip-idle.xml"), []string{}},
+		{"asterisk in a call", "103", fixture(t, "asterisk-pjsip-confirmed.xml"), []string{"103@103"}},
+		{"empty", "1001", fixture(t, "opensips-empty.xml"), []string{}},
+		{"terminated, unknown and repeated dialogs", "201", mustParse(t, `<dialog-info version="4" state="full">`+
+			`<dialog id="gone" call-id="g"><state event="cancelled">terminated</state></dialog>`+
+			`<dialog id="held" call-id="h"><state>held</state></dialog>`+
+			`<dialog id="r" call-id="r"><state>early</state></dialog>`+
+			`<dialog id="r" call-id="r"><state>confirmed</state></dialog></dialog-info>`),
+			[]string{"held@201", "r@201"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := snapshot(tt.ext, "subscriptionCallID0001", tt.doc, 4, t0)
+			if err := got.Validate(); err != nil {
+				t.Fatalf("invalid snapshot %+v: %v", got, err)
+			}
+			if got.Source != "sip" || got.State != events.Snapshot || got.Extension != tt.ext || got.CallID != "" || !got.Time.Equal(t0) {
+				t.Errorf("snapshot %+v", got)
+			}
+			if d := cmp.Diff(tt.want, got.Open); d != "" {
+				t.Errorf("open legs (-want +got):\n%s", d)
+			}
+			// Every open leg carries the id the dialog's own signals carry,
+			// else the tracker would end the leg it should keep.
+			_, signals := applyDoc(legs{}, tt.ext, "subscriptionCallID0001", tt.doc, 4, t0)
+			for _, s := range signals {
+				if s.State != events.Ended && !slices.Contains(got.Open, s.LegID) {
+					t.Errorf("leg %s of a %s signal is not open in the snapshot", s.LegID, s.State)
+				}
+			}
+		})
+	}
+}
+
+func TestSnapshotKeyIsOnePerSubscriptionAndDocument(t *testing.T) {
+	doc := fixture(t, "kamailio-multi.xml")
+	key := func(ext, sub string, seq uint64) string { return snapshot(ext, sub, doc, seq, t0).DedupKey }
+	a := key("1001", "subA", 7)
+	if again := snapshot("1001", "subA", doc, 7, t0.Add(time.Second)).DedupKey; again != a {
+		t.Error("a retransmitted document gave another key")
+	}
+	others := map[string]string{
+		"another subscription": key("1001", "subB", 7),
+		"another document":     key("1001", "subA", 8),
+		"another extension":    key("1002", "subA", 7),
+	}
+	_, signals := applyDoc(legs{}, "1001", "subA", doc, 7, t0)
+	for _, s := range signals {
+		others["signal "+s.LegID] = s.DedupKey
+	}
+	for what, k := range others {
+		if k == a {
+			t.Errorf("%s shares the snapshot's key", what)
+		}
 	}
 }
 
