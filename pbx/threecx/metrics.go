@@ -5,6 +5,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
+// reasonInvalid labels signals dropped because the journal refused them as
+// invalid (events.ErrInvalidSignal).
+const reasonInvalid = "invalid"
+
 // metrics are the source's Prometheus series. Labels carry only fixed
 // vocabularies (message types, reasons, states), never ids or secrets.
 type metrics struct {
@@ -12,6 +16,7 @@ type metrics struct {
 	processed  prometheus.Counter
 	dropped    *prometheus.CounterVec // by reason
 	signals    *prometheus.CounterVec // by state
+	sigDrops   *prometheus.CounterVec // signals not journaled, by reason
 	resyncs    *prometheus.CounterVec // by reason
 	reconnects prometheus.Counter
 	tokens     prometheus.Counter
@@ -37,6 +42,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "voipbridge_threecx_signals_total",
 			Help: "Signals journaled from 3CX, by state.",
 		}, []string{"state"}),
+		sigDrops: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbridge_threecx_signals_dropped_total",
+			Help: "Signals derived from 3CX and dropped instead of journaled, by reason (invalid: an identifier the journal refuses, such as a callid with control characters or over the length limit).",
+		}, []string{"reason"}),
 		resyncs: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "voipbridge_threecx_snapshots_total",
 			Help: "Full GET /callcontrol snapshots taken, by reason (connect, sequence_gap, fetch_failed).",
@@ -60,5 +69,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{reasonJSON, reasonNoEvent, reasonNoEntity, reasonUnknownType, reasonBadEntity, reasonParticipant, reasonSnapshot} {
 		m.dropped.WithLabelValues(r)
 	}
+	m.sigDrops.WithLabelValues(reasonInvalid)
 	return m
 }

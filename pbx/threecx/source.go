@@ -182,7 +182,9 @@ func (s *Source) Connected() bool { return s.connected.Load() }
 // (re)connect starts with a full snapshot, so calls that ended while the
 // bridge was not listening still get their end. A journal failure ends the
 // connection: what was not journaled is derived again from the snapshot of
-// the next one, never dropped.
+// the next one, never dropped. The exception is a signal the journal
+// refuses as invalid (events.ErrInvalidSignal): no retry can change it, so
+// it is dropped, logged and counted, and the source carries on.
 func (s *Source) Run(ctx context.Context) error {
 	if err := s.restore(ctx); err != nil {
 		s.log.Warn("3CX legs of the last run not restored; calls that ended meanwhile end on the call timeout", "err", err)
@@ -486,6 +488,14 @@ const dropLogEvery = time.Minute
 
 func (s *Source) drop(reason string, err error) {
 	s.m.dropped.WithLabelValues(reason).Inc()
+	if suppressed, ok := s.logDrop(reason); ok {
+		s.log.Warn("3CX message dropped", "reason", reason, "err", err, "dropped_since_last_log", suppressed)
+	}
+}
+
+// logDrop reports whether a drop for reason may be logged now, and how many
+// were not logged since the last line.
+func (s *Source) logDrop(reason string) (suppressed int, ok bool) {
 	d := s.drops[reason]
 	if d == nil {
 		d = &dropLog{}
@@ -494,20 +504,28 @@ func (s *Source) drop(reason string, err error) {
 	now := time.Now()
 	if !d.last.IsZero() && now.Sub(d.last) < dropLogEvery {
 		d.suppressed++
-		return
+		return 0, false
 	}
-	s.log.Warn("3CX message dropped", "reason", reason, "err", err, "dropped_since_last_log", d.suppressed)
+	suppressed = d.suppressed
 	d.last, d.suppressed = now, 0
+	return suppressed, true
 }
 
 // publishTimeout bounds one journal write.
 const publishTimeout = 30 * time.Second
 
-// emit journals a signal and only then records it as sent.
+// emit journals a signal and only then records it as sent. A signal the
+// journal refuses as invalid is dropped (see skip) and the source goes on;
+// any other failure ends the connection, and the next snapshot derives the
+// signal again.
 func (s *Source) emit(ctx context.Context, pd pending) error {
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	err := s.journal.PublishSignal(pctx, pd.sig)
 	cancel()
+	if errors.Is(err, events.ErrInvalidSignal) {
+		s.skip(ctx, pd, err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -516,6 +534,40 @@ func (s *Source) emit(ctx context.Context, pd pending) error {
 	s.m.signals.WithLabelValues(string(pd.sig.State)).Inc()
 	s.log.Debug("3CX signal", "call_id", pd.sig.CallID, "ext", pd.sig.Extension, "event", pd.sig.State, "leg_id", pd.sig.LegID)
 	return nil
+}
+
+// skip drops a signal the journal can never take: an identifier from the
+// PBX (a callid, in practice: DNs and participant ids are checked as path
+// segments on decoding) that is not printable or too long. Retrying it, or
+// replacing the connection over it, would fail the same way forever.
+//
+// The book records it as if it had been sent, or every message and snapshot
+// about the participant would derive it again; each state of such a leg is
+// dropped once and its end forgets it. It is recorded without its
+// extension, so that the unusable call is never the agent's latest call
+// that a later transfer links to (which would make that call's signals
+// invalid too). The store is only told when the leg ends: it never saves
+// the unusable leg, so a restart cannot bring it back.
+func (s *Source) skip(ctx context.Context, pd pending, err error) {
+	s.m.sigDrops.WithLabelValues(reasonInvalid).Inc()
+	if suppressed, ok := s.logDrop(reasonInvalid); ok {
+		field, problem := "", err.Error()
+		if fe, ok := errors.AsType[*events.FieldError](err); ok {
+			field, problem = fe.Field, fe.Problem
+		}
+		// The leg id and extension are path segments (validSegment), safe to
+		// log; the offending value itself is not logged.
+		s.log.Warn("3CX signal dropped: the journal refuses it as invalid",
+			"reason", reasonInvalid, "field", field, "problem", problem,
+			"event", pd.sig.State, "leg_id", pd.sig.LegID, "ext", pd.sig.Extension,
+			"dropped_since_last_log", suppressed)
+	}
+	sig := pd.sig
+	sig.Extension = ""
+	s.book.commit(pending{sig: sig, path: pd.path}, time.Now())
+	if sig.State == events.Ended {
+		s.persist(ctx, pd.path)
+	}
 }
 
 func errString(err error) string {

@@ -56,7 +56,9 @@ type Options struct {
 // the signals of every notification with a known status before it answers
 // 200; a notification with an unknown status is answered 202 and only
 // logged and counted, so the platform never retries or disables the hook
-// over a status the bridge does not know. Authentication is the job of the
+// over a status the bridge does not know. A signal the journal refuses as
+// invalid is dropped, logged and counted, never answered 503: no retry
+// could make it valid. Authentication is the job of the
 // wrapper the bridge puts in front of it.
 type Handler struct {
 	journal Journal
@@ -105,8 +107,14 @@ func cmpOr[T int | int64 | time.Duration](v, def T) T {
 
 // ServeHTTP answers one notification:
 //   - 200 {"signals": n} once its n signals are journaled;
+//   - 200 {"signals": n, "dropped": [{"field": ..., "problem": ...}]}
+//     when n of its signals were journaled and the others would be invalid
+//     (an extension with control characters, say): those are dropped;
 //   - 202 {"ignored": ...} for a status the bridge does not know;
-//   - 400 {"error": ...} for malformed JSON or a missing call_id;
+//   - 400 {"error": ...} for malformed JSON or a missing call_id, and
+//     400 {"error": ..., "field": ...} when none of its signals could be
+//     journaled because they would be invalid (a call_id with control
+//     characters or over events.MaxIDBytes, say): a retry cannot help;
 //   - 405 for another method, 413 for a body over the limit;
 //   - 503 {"error": ...} when the journal failed (the platform may retry;
 //     the same notification gives the same dedup keys).
@@ -135,6 +143,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusBadRequest, reasonJSON, err.Error())
 		return
 	}
+	// Every signal would carry the call id: one the journal refuses makes the
+	// whole notification unusable. Checked before it names a remembered call
+	// or reaches a log line.
+	if p := events.CheckText(n.CallID, events.MaxIDBytes); p != "" {
+		h.refuseInvalid(w, &events.FieldError{Field: "call_id", Problem: p}, "", 0)
+		return
+	}
 	status := ParseStatus(n.Status)
 	h.m.received.WithLabelValues(string(status)).Inc()
 	if status == StatusUnknown {
@@ -154,8 +169,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := h.calls.lock(n.CallID, now)
 	defer e.mu.Unlock()
 	sigs, commit := e.state.plan(t)
+	// A signal the journal refuses as invalid (an extension that is not
+	// printable or too long, a dedup key over the limit) is dropped: the
+	// platform would send the same body again, and it would fail the same
+	// way. If nothing of the notification could be journaled, it is refused
+	// with 400 naming the field and the call's state is left as it was;
+	// otherwise the signals that were journaled stand, the state records
+	// the notification and the answer is 200 with the dropped fields
+	// listed, so that the platform neither retries it nor loses its good
+	// part.
+	journaled := 0
+	var dropped []*events.FieldError
 	for _, s := range sigs {
-		if err := h.journal.PublishSignal(r.Context(), s); err != nil {
+		err := h.journal.PublishSignal(r.Context(), s)
+		if errors.Is(err, events.ErrInvalidSignal) {
+			h.m.sigDrops.WithLabelValues(reasonInvalid).Inc()
+			fe, ok := errors.AsType[*events.FieldError](err)
+			if !ok {
+				fe = &events.FieldError{Problem: err.Error()}
+			}
+			dropped = append(dropped, fe)
+			continue
+		}
+		if err != nil {
 			h.m.rejected.WithLabelValues(reasonJournal).Inc()
 			h.log.Error("journal refused a signal; answering 503",
 				"call_id", clip(n.CallID), "status", string(status), "err", err)
@@ -163,9 +199,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.m.signals.WithLabelValues(string(s.State)).Inc()
+		journaled++
+	}
+	if len(dropped) > 0 && journaled == 0 {
+		h.refuseInvalid(w, dropped[0], n.CallID, len(dropped))
+		return
 	}
 	commit()
-	writeJSON(w, http.StatusOK, acceptedBody{Signals: len(sigs)})
+	ans := acceptedBody{Signals: journaled}
+	if len(dropped) > 0 {
+		h.log.Warn("notification signals dropped: the journal refuses them as invalid",
+			"call_id", clip(n.CallID), "status", string(status), "reason", reasonInvalid,
+			"field", dropped[0].Field, "problem", dropped[0].Problem, "dropped", len(dropped), "signals", journaled)
+		for _, fe := range dropped {
+			ans.Dropped = append(ans.Dropped, fieldProblem{fe.Field, fe.Problem})
+		}
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, status int, reason, msg string) {
@@ -174,8 +224,31 @@ func (h *Handler) refuse(w http.ResponseWriter, status int, reason, msg string) 
 	writeJSON(w, status, errorBody{Error: msg})
 }
 
+// refuseInvalid answers 400 for a notification none of whose signals the
+// journal can take; fe names the first field at fault, signals counts the
+// signals dropped. The log line names the field and the problem, never the
+// value; callID is logged only when it is usable (not empty).
+func (h *Handler) refuseInvalid(w http.ResponseWriter, fe *events.FieldError, callID string, signals int) {
+	h.m.rejected.WithLabelValues(reasonInvalid).Inc()
+	args := []any{"status", http.StatusBadRequest, "reason", reasonInvalid,
+		"field", fe.Field, "problem", fe.Problem, "dropped", signals}
+	if callID != "" {
+		args = append(args, "call_id", clip(callID))
+	}
+	h.log.Warn("notification refused: the journal refuses its signals as invalid", args...)
+	writeJSON(w, http.StatusBadRequest, errorBody{Error: fe.Error(), Field: fe.Field})
+}
+
 type errorBody struct {
 	Error string `json:"error"`
+	// Field names the field at fault when a signal of the notification
+	// would be invalid.
+	Field string `json:"field,omitempty"`
+}
+
+type fieldProblem struct {
+	Field   string `json:"field"`
+	Problem string `json:"problem"`
 }
 
 type ignoredBody struct {
@@ -185,6 +258,9 @@ type ignoredBody struct {
 
 type acceptedBody struct {
 	Signals int `json:"signals"`
+	// Dropped lists the signals of the notification the journal refused as
+	// invalid, by field.
+	Dropped []fieldProblem `json:"dropped,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -15,6 +15,10 @@ const (
 	reasonJSON     = "bad_json"
 	reasonNoCallID = "missing_call_id"
 	reasonJournal  = "journal"
+	// reasonInvalid: the journal refuses the notification's signals as
+	// invalid (events.ErrInvalidSignal). Also the label of the signals
+	// dropped counter.
+	reasonInvalid = "invalid"
 )
 
 // metrics are the handler's Prometheus series. Labels carry only fixed
@@ -23,6 +27,7 @@ type metrics struct {
 	received *prometheus.CounterVec // by canonical status ("unknown" for the rest)
 	rejected *prometheus.CounterVec // by reason
 	signals  *prometheus.CounterVec // by state
+	sigDrops *prometheus.CounterVec // signals not journaled, by reason
 	timeless prometheus.Counter
 }
 
@@ -41,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "voipbridge_voipgrid_signals_total",
 			Help: "Signals journaled from VoIPGRID call notifications, by state.",
 		}, []string{"state"}),
+		sigDrops: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbridge_voipgrid_signals_dropped_total",
+			Help: "Signals of VoIPGRID call notifications dropped instead of journaled, by reason (invalid: an identifier the journal refuses, such as an extension with control characters or over the length limit).",
+		}, []string{"reason"}),
 		timeless: f.NewCounter(prometheus.CounterOpts{
 			Name: "voipbridge_voipgrid_notifications_without_timestamp_total",
 			Help: "VoIPGRID call notifications whose timestamp was missing or unreadable; they were placed at their arrival time.",
@@ -49,11 +58,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, s := range []Status{StatusCreated, StatusRinging, StatusInProgress, StatusWarmTransfer, StatusColdTransfer, StatusEnded, StatusUnknown} {
 		m.received.WithLabelValues(string(s))
 	}
-	for _, r := range []string{reasonMethod, reasonTooLarge, reasonUnread, reasonJSON, reasonNoCallID, reasonJournal} {
+	for _, r := range []string{reasonMethod, reasonTooLarge, reasonUnread, reasonJSON, reasonNoCallID, reasonJournal, reasonInvalid} {
 		m.rejected.WithLabelValues(r)
 	}
 	for _, s := range []events.State{events.Ringing, events.Answered, events.Transferred, events.Ended} {
 		m.signals.WithLabelValues(string(s))
 	}
+	m.sigDrops.WithLabelValues(reasonInvalid)
 	return m
 }

@@ -10,6 +10,10 @@ import (
 // typeOther labels messages that are not call notifications.
 const typeOther = "other"
 
+// reasonInvalid labels signals dropped because the journal refused them as
+// invalid (events.ErrInvalidSignal).
+const reasonInvalid = "invalid"
+
 // Session requests, the label of the session counter.
 const (
 	reqLogin     = "login"
@@ -24,6 +28,7 @@ type metrics struct {
 	received   *prometheus.CounterVec // by notification type
 	dropped    *prometheus.CounterVec // by reason
 	signals    *prometheus.CounterVec // by state
+	sigDrops   *prometheus.CounterVec // signals not journaled, by reason
 	session    *prometheus.CounterVec // by request and result
 	reconnects prometheus.Counter
 	connected  prometheus.Gauge
@@ -44,6 +49,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "voipbridge_xelion_signals_total",
 			Help: "Signals journaled from Xelion, by state.",
 		}, []string{"state"}),
+		sigDrops: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbridge_xelion_signals_dropped_total",
+			Help: "Signals translated from Xelion and dropped instead of journaled, by reason (invalid: an identifier the journal refuses, such as a call id with control characters or over the length limit).",
+		}, []string{"reason"}),
 		session: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "voipbridge_xelion_session_requests_total",
 			Help: "Xelion session requests (login, renew, websocket, logout), by result (ok, error).",
@@ -67,5 +76,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, s := range []events.State{events.Ringing, events.Answered, events.Transferred, events.Ended} {
 		m.signals.WithLabelValues(string(s))
 	}
+	m.sigDrops.WithLabelValues(reasonInvalid)
 	return m
 }

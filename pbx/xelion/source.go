@@ -141,7 +141,8 @@ func (s *Source) Connected() bool { return s.connected.Load() }
 // exponential backoff and jitter after every failure, and then logs out and
 // returns nil. Each connection asks for a fresh WebSocket URL. A journal
 // failure ends the connection; the signals not yet journaled are kept and
-// journaled first when the journal works again, never dropped. Xelion does
+// journaled first when the journal works again, never dropped, except one
+// the journal refuses as invalid, which no retry can change. Xelion does
 // not replay what happened while the bridge was not connected, and has no
 // snapshot of running calls for an admin session: a call that ended then is
 // ended by the tracker's timeout.
@@ -334,16 +335,39 @@ func (s *Source) handle(ctx context.Context, data []byte) error {
 	return s.flush(ctx)
 }
 
-// flush journals the pending signals in order.
+// flush journals the pending signals in order. A signal the journal
+// refuses as invalid (events.ErrInvalidSignal: an identifier from Xelion
+// that is not printable or too long) is dropped, logged and counted, and
+// the next one goes on: kept, it would fail the same way on every
+// reconnect and hold back every later signal. The translator folded its
+// event already, so nothing derives it again.
 func (s *Source) flush(ctx context.Context) error {
 	for len(s.pending) > 0 {
 		sig := s.pending[0]
-		if err := s.journal.PublishSignal(ctx, sig); err != nil {
+		err := s.journal.PublishSignal(ctx, sig)
+		switch {
+		case errors.Is(err, events.ErrInvalidSignal):
+			s.dropInvalid(sig, err)
+		case err != nil:
 			return fmt.Errorf("journal: %w", err)
+		default:
+			s.m.signals.WithLabelValues(string(sig.State)).Inc()
 		}
-		s.m.signals.WithLabelValues(string(sig.State)).Inc()
 		s.pending = s.pending[1:]
 	}
 	s.pending = nil
 	return nil
+}
+
+// dropInvalid counts and logs a signal the journal refused as invalid. The
+// line names the field and the problem, never the value: it is what the
+// journal found unfit for a log line.
+func (s *Source) dropInvalid(sig events.Signal, err error) {
+	s.m.sigDrops.WithLabelValues(reasonInvalid).Inc()
+	field, problem := "", err.Error()
+	if fe, ok := errors.AsType[*events.FieldError](err); ok {
+		field, problem = fe.Field, fe.Problem
+	}
+	s.log.Warn("xelion signal dropped: the journal refuses it as invalid",
+		"reason", reasonInvalid, "field", field, "problem", problem, "event", sig.State)
 }
