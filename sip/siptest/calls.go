@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // Leg is one dialog on one extension of the fake PBX: an inbound call
@@ -26,10 +27,14 @@ type Leg struct {
 	seq        int
 	state      string
 	event      string
+	code       int
 	localTag   string
 	remoteTag  string
 	replaces   string
 	referredBy string
+	// notified holds, per subscription told about the leg's latest change,
+	// the version of that NOTIFY.
+	notified map[*subscription]uint64
 }
 
 // TransferOptions shape the new dialog of a blind transfer.
@@ -75,14 +80,107 @@ func (p *PBX) legSeq() int64 {
 }
 
 // Answer confirms the dialog.
-func (l *Leg) Answer() { l.set("confirmed", "") }
+func (l *Leg) Answer() { l.set("confirmed", "", 0) }
 
 // Hangup terminates the dialog; event is the RFC 4235 event attribute
 // ("remote-bye" when the customer hung up, "local-bye" for the agent).
-func (l *Leg) Hangup(event string) { l.set("terminated", event) }
+func (l *Leg) Hangup(event string) { l.set("terminated", event, 0) }
 
 // Cancel ends a ringing dialog that was never answered (a missed call).
-func (l *Leg) Cancel() { l.set("terminated", "cancelled") }
+func (l *Leg) Cancel() { l.set("terminated", "cancelled", 0) }
+
+// Reject ends a ringing dialog because the phone refused it (busy, do not
+// disturb): event "rejected", code 486. A hunt group then rings the next
+// phone on a dialog of its own.
+func (l *Leg) Reject() { l.set("terminated", "rejected", 486) }
+
+// Delivered reports whether every subscriber told about the leg's latest
+// change has answered that NOTIFY (or the PBX gave up on it), so that a
+// test can order what one extension's subscriber sees against another's.
+func (l *Leg) Delivered() bool {
+	p := l.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for s, v := range l.notified {
+		if s.done1 <= v {
+			return false
+		}
+	}
+	return true
+}
+
+// Group is one outside call ringing several phones at once, as a B2BUA PBX
+// (Asterisk, FreeSWITCH, 3CX, most hosted PBXs) shows a ring group: each
+// phone has a dialog of its own with a Call-ID of its own, each with the
+// caller's number and the DID, and nothing in the documents links them.
+type Group struct {
+	// Legs are the phones' dialogs in the order they started ringing.
+	Legs []*Leg
+}
+
+// RingGroup rings the phones exts for the outside caller from, who dialled
+// did. A PBX rings them within milliseconds, in no order a subscriber can
+// rely on; here each phone starts ringing once the subscribers answered the
+// NOTIFY of the one before (waiting at most 5 s), so that the first leg
+// seen is Legs[0].
+func (p *PBX) RingGroup(from, did string, exts ...string) *Group {
+	g := &Group{}
+	for i, ext := range exts {
+		if i > 0 {
+			g.Legs[i-1].waitDelivered(5 * time.Second)
+		}
+		g.Legs = append(g.Legs, p.Inbound(ext, from, did))
+	}
+	return g
+}
+
+// Answer connects the caller to the phone on ext and ends the legs still
+// ringing with event "cancelled", in that order, as a ring group does when
+// a phone picks up. It returns the answered leg, nil when ext is not in the
+// group.
+func (g *Group) Answer(ext string) *Leg {
+	var won *Leg
+	for _, l := range g.Legs {
+		if l.Ext == ext {
+			won = l
+		}
+	}
+	if won == nil {
+		return nil
+	}
+	won.Answer()
+	for _, l := range g.Legs {
+		if l != won && l.ringing() {
+			l.Cancel()
+		}
+	}
+	return won
+}
+
+// Cancel ends every leg still ringing with event "cancelled": the caller
+// gave up before anyone answered.
+func (g *Group) Cancel() {
+	for _, l := range g.Legs {
+		if l.ringing() {
+			l.Cancel()
+		}
+	}
+}
+
+func (l *Leg) ringing() bool {
+	l.p.mu.Lock()
+	defer l.p.mu.Unlock()
+	_, live := l.p.calls[l.ID]
+	return live && l.state == "early"
+}
+
+// waitDelivered polls Delivered until it holds, d passes or the PBX closes.
+func (l *Leg) waitDelivered(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for !l.Delivered() && time.Now().Before(deadline) && l.p.ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // BlindTransfer ends this leg and rings extension to with the same caller,
 // as PBXs show a blind transfer: the agent's dialog ends and a new dialog
@@ -100,14 +198,14 @@ func (l *Leg) BlindTransfer(to string, o TransferOptions) *Leg {
 	return l.p.newLeg(next, "early")
 }
 
-func (l *Leg) set(state, event string) {
+func (l *Leg) set(state, event string, code int) {
 	p := l.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, live := p.calls[l.ID]; !live {
 		return
 	}
-	l.state, l.event = state, event
+	l.state, l.event, l.code = state, event, code
 	p.changed(l)
 	if state == "terminated" {
 		delete(p.calls, l.ID)
@@ -116,6 +214,7 @@ func (l *Leg) set(state, event string) {
 
 // changed notifies the subscribers of l's extension; p.mu is held.
 func (p *PBX) changed(l *Leg) {
+	l.notified = map[*subscription]uint64{}
 	for _, s := range p.subs {
 		if s.ext != l.Ext {
 			continue
@@ -125,7 +224,9 @@ func (p *PBX) changed(l *Leg) {
 		if p.opts.Partial {
 			state = "partial"
 		}
-		p.push(s, notifyJob{state: "active", body: p.document(s.ext, v, state, l), ver: v})
+		if p.push(s, notifyJob{state: "active", body: p.document(s.ext, v, state, l), ver: v}) {
+			l.notified[s] = v
+		}
 	}
 }
 
@@ -169,6 +270,9 @@ func (p *PBX) kamailioDialog(b *bytes.Buffer, l *Leg) {
 	b.WriteString(`<state`)
 	if l.event != "" {
 		b.WriteString(` event="` + esc(l.event) + `"`)
+	}
+	if l.code != 0 {
+		b.WriteString(` code="` + strconv.Itoa(l.code) + `"`)
 	}
 	b.WriteString(`>` + l.state + `</state>`)
 	if l.replaces != "" {

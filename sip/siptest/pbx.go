@@ -2,7 +2,7 @@
 // a sipgo user agent on 127.0.0.1 that demands digest authentication,
 // accepts SUBSCRIBE for the dialog event package and sends RFC 4235 NOTIFYs
 // for calls a test scripts (ring, answer, hang up, blind transfer, outbound
-// calls, calls already in progress).
+// calls, calls already in progress, a B2BUA's ring groups and busy phones).
 //
 // It behaves like a notifier should (RFC 6665): 200 with Expires, a full
 // state NOTIFY after every (re-)SUBSCRIBE, 423 below Min-Expires, 481 for an
@@ -148,6 +148,7 @@ type subscription struct {
 	source    string
 	network   string
 	version   uint64
+	done1     uint64 // 1 + the version of the last NOTIFY sent and answered (or given up); 0 for none
 	cseq      uint32
 	queue     chan notifyJob
 	done      chan struct{}
@@ -515,14 +516,16 @@ func (s *subscription) nextVersion() uint64 {
 	return v
 }
 
-// push queues a NOTIFY for s; p.mu is held.
-func (p *PBX) push(s *subscription, j notifyJob) {
+// push queues a NOTIFY for s and reports whether it was queued; p.mu is held.
+func (p *PBX) push(s *subscription, j notifyJob) bool {
 	select {
 	case <-s.done:
 	case s.queue <- j:
 		p.pending++
+		return true
 	default: // a test flooding one subscription; the PBX would drop it too
 	}
+	return false
 }
 
 // stop lets the sender finish what is queued and exit.
@@ -555,6 +558,7 @@ func (p *PBX) send(s *subscription, j notifyJob) {
 	defer func() {
 		p.mu.Lock()
 		p.pending--
+		s.done1 = j.ver + 1 // one sender per subscription, versions in order
 		p.mu.Unlock()
 	}()
 	for attempt := 0; ; attempt++ {
