@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -43,15 +44,19 @@ type Payload struct {
 	Cause        string `json:"cause,omitempty"`
 }
 
-// FieldError names the field that made a payload unusable.
-type FieldError struct {
-	Field, Problem string
-}
+// idPrefix marks a dedup key taken from the payload's event_id; a key
+// derived from the body is "sha256:…", so the two never meet.
+const idPrefix = "id:"
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+// maxEventIDBytes bounds event_id so that its dedup key ("id:" and the
+// event_id) stays within events.MaxIDBytes.
+const maxEventIDBytes = events.MaxIDBytes - len(idPrefix)
 
 // Signal turns a payload into a signal. dedup is used as the dedup key when
-// the payload has no event_id; now stands in for a missing timestamp.
+// the payload has no event_id; now stands in for a missing timestamp. Every
+// error is an *events.FieldError naming the payload field as the client
+// sent it (event_id, timestamp, event), and a signal returned without error
+// passes events.Signal.Validate.
 func (p *Payload) Signal(dedup string, now time.Time) (events.Signal, error) {
 	s := events.Signal{
 		Source: Source, CallID: strings.TrimSpace(p.CallID), LegID: p.LegID, LinkedCallID: p.LinkedCallID,
@@ -59,27 +64,34 @@ func (p *Payload) Signal(dedup string, now time.Time) (events.Signal, error) {
 		Direction: events.Direction(strings.ToLower(strings.TrimSpace(p.Direction))), Cause: p.Cause,
 		DedupKey: dedup, Time: now.UTC(),
 	}
+	bad := func(field, problem string) (events.Signal, error) {
+		return s, &events.FieldError{Field: field, Problem: problem}
+	}
 	switch {
 	case s.CallID == "":
-		return s, &FieldError{"call_id", "is required"}
-	case len(s.CallID) > 256:
-		return s, &FieldError{"call_id", "is longer than 256 characters"}
+		return bad("call_id", "is required")
 	case p.Event == "":
-		return s, &FieldError{"event", "is required (ringing, answered, transferred or ended)"}
-	case !s.State.Valid():
-		return s, &FieldError{"event", fmt.Sprintf("%q is not one of ringing, answered, transferred, ended", p.Event)}
+		return bad("event", "is required (ringing, answered, transferred or ended)")
+	// A snapshot ends every leg of an extension the source no longer
+	// reports; it is for sources that hold the PBX's full view, not for
+	// a single webhook request.
+	case !s.State.Valid() || s.State == events.Snapshot:
+		return bad("event", fmt.Sprintf("%q is not one of ringing, answered, transferred, ended", p.Event))
 	case s.Direction == "":
 		s.Direction = events.Inbound
 	case !s.Direction.Valid():
-		return s, &FieldError{"direction", fmt.Sprintf("%q is not inbound or outbound", p.Direction)}
+		return bad("direction", fmt.Sprintf("%q is not inbound or outbound", p.Direction))
 	}
 	if s.State == events.Transferred && s.Extension == "" {
-		return s, &FieldError{"extension", "is required for transferred (the extension the call went to)"}
+		return bad("extension", "is required for transferred (the extension the call went to)")
 	}
 	if p.Timestamp != "" {
 		t, err := time.Parse(time.RFC3339Nano, p.Timestamp)
 		if err != nil {
-			return s, &FieldError{"timestamp", "is not an RFC 3339 time like 2026-11-21T10:00:00Z"}
+			return bad("timestamp", "is not an RFC 3339 time like 2026-11-21T10:00:00Z")
+		}
+		if t.IsZero() {
+			return bad("timestamp", "is the zero time")
 		}
 		s.Time = t.UTC()
 	}
@@ -89,9 +101,34 @@ func (p *Payload) Signal(dedup string, now time.Time) (events.Signal, error) {
 		s.Remote, s.Dialled = p.From, p.To
 	}
 	if p.EventID != "" {
-		s.DedupKey = "id:" + p.EventID
+		// Checked here rather than as the dedup key, so that the limit
+		// and the problem are about the value the client sent.
+		if problem := events.CheckText(p.EventID, maxEventIDBytes); problem != "" {
+			return bad("event_id", problem)
+		}
+		s.DedupKey = idPrefix + p.EventID
+	}
+	if err := s.Validate(); err != nil {
+		var fe *events.FieldError
+		if !errors.As(err, &fe) {
+			return s, err
+		}
+		return bad(payloadField(fe.Field), fe.Problem)
 	}
 	return s, nil
+}
+
+// payloadField names a signal field as the webhook payload calls it.
+func payloadField(signalField string) string {
+	switch signalField {
+	case "state":
+		return "event"
+	case "time":
+		return "timestamp"
+	case "dedup_key":
+		return "event_id"
+	}
+	return signalField
 }
 
 // Generic is the handler of /v1/webhooks/generic. It answers 202 only after
@@ -121,7 +158,7 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			From: q.Get("from"), To: q.Get("to"), Extension: q.Get("extension"), Timestamp: q.Get("timestamp"),
 			EventID: q.Get("event_id"), LegID: q.Get("leg_id"), LinkedCallID: q.Get("linked_call_id"), Cause: q.Get("cause"),
 		}
-		dedup = hashOf(canonicalQuery(q))
+		dedup = hashOf([]byte(canonicalQuery(q)))
 	default:
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -133,7 +170,7 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			WriteError(w, http.StatusBadRequest, "could not read the body")
 			return
 		}
-		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&p); err != nil {
 			WriteError(w, http.StatusBadRequest, "body is not a valid webhook payload: "+jsonProblem(err))
@@ -143,16 +180,23 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			WriteError(w, http.StatusBadRequest, "body holds more than one JSON value")
 			return
 		}
-		dedup = hashOf(string(body))
+		dedup = hashOf(body)
 	}
 	s, err := p.Signal(dedup, now())
 	if err != nil {
-		var fe *FieldError
-		if errors.As(err, &fe) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fe.Error(), "field": fe.Field})
-			return
+		var fe *events.FieldError
+		if !errors.As(err, &fe) {
+			fe = &events.FieldError{Field: "body", Problem: err.Error()}
 		}
-		WriteError(w, http.StatusBadRequest, err.Error())
+		// The bad value itself stays out of the log: it may hold terminal
+		// escapes, line breaks or bidi controls. call_id is logged only
+		// when it is a usable identifier.
+		attrs := []any{"source", Source, "field", fe.Field, "problem", fe.Problem, "remote", r.RemoteAddr}
+		if s.CallID != "" && events.CheckText(s.CallID, events.MaxIDBytes) == "" {
+			attrs = append(attrs, "call_id", s.CallID)
+		}
+		log.Warn("webhook: payload refused", attrs...)
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fe.Error(), "field": fe.Field})
 		return
 	}
 	if err := g.Journal.PublishSignal(r.Context(), s); err != nil {
@@ -160,11 +204,16 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusServiceUnavailable, "journal unavailable; retry later")
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = io.WriteString(w, acceptedBody)
 }
 
-func hashOf(s string) string {
-	h := sha256.Sum256([]byte(s))
+// acceptedBody is the 202 answer, as writeJSON would encode it.
+const acceptedBody = `{"status":"accepted"}` + "\n"
+
+func hashOf(b []byte) string {
+	h := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(h[:16])
 }
 

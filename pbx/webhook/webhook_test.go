@@ -1,15 +1,19 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -41,8 +45,12 @@ func (j *recJournal) PublishSignal(_ context.Context, s events.Signal) error {
 var now = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
 func newMux(j Journal, g *Guard) *http.ServeMux {
+	return newMuxLog(j, g, nil)
+}
+
+func newMuxLog(j Journal, g *Guard, log *slog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
-	h := g.Wrap(Source, &Generic{Journal: j, Now: func() time.Time { return now }})
+	h := g.Wrap(Source, &Generic{Journal: j, Logger: log, Now: func() time.Time { return now }})
 	mux.Handle("POST /v1/webhooks/generic", h)
 	mux.Handle("GET /v1/webhooks/generic", h)
 	mux.Handle("POST /v1/webhooks/generic/{token}", h)
@@ -133,6 +141,8 @@ func TestGenericErrors(t *testing.T) {
 		{name: "bad event", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"hangup"}`, status: 400, field: "event"},
 		{name: "bad direction", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"ended","direction":"sideways"}`, status: 400, field: "direction"},
 		{name: "bad time", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"ended","timestamp":"yesterday"}`, status: 400, field: "timestamp"},
+		{name: "zero time", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"ended","timestamp":"0001-01-01T00:00:00Z"}`, status: 400, field: "timestamp"},
+		{name: "snapshot", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"snapshot","extension":"201"}`, status: 400, field: "event"},
 		{name: "transfer without target", ctype: "application/json", auth: "Bearer s3cret", body: `{"call_id":"c","event":"transferred"}`, status: 400, field: "extension"},
 	}
 	for _, tt := range tests {
@@ -161,6 +171,206 @@ func TestGenericErrors(t *testing.T) {
 				t.Fatalf("a refused request was journaled: %+v", j.sigs)
 			}
 		})
+	}
+}
+
+// TestGenericRefusesBadIdentifiers: a value that would reach a message id,
+// a log line or the helpdesk with a control character, a bidi override or
+// an unbounded length is refused with 400 naming the field the client sent,
+// logged at warn without the value, and never journaled. The marker "ZQX"
+// in every bad value must not appear in the log.
+func TestGenericRefusesBadIdentifiers(t *testing.T) {
+	kinds := []struct {
+		name, value, problem string
+	}{
+		{"NUL", "aZQX\x00b", "U+0000"},
+		{"CR LF", "aZQX\r\nX-Injected: 1", "U+000D"},
+		{"LF", "aZQX\nb", "U+000A"},
+		{"ANSI escape", "aZQX\x1b[31mred\x1b[0m", "U+001B"},
+		{"DEL", "aZQX\x7fb", "U+007F"},
+		{"C1 control", "aZQX\u0085b", "U+0085"},
+		{"right-to-left override", "aZQX\u202egnp.exe", "U+202E"},
+		{"right-to-left mark", "aZQX\u200fb", "U+200F"},
+		{"isolate", "aZQX\u2067b\u2069", "U+2067"},
+		{"zero-width space", "aZQX\u200bb", "U+200B"},
+	}
+	fields := []struct {
+		name string
+		max  int // the longest value accepted, in bytes
+	}{
+		{"call_id", events.MaxIDBytes},
+		{"leg_id", events.MaxIDBytes},
+		{"linked_call_id", events.MaxIDBytes},
+		{"extension", events.MaxExtensionBytes},
+		{"event_id", events.MaxIDBytes - len("id:")},
+	}
+	type tc struct {
+		name, field, value, problem string
+	}
+	var tests []tc
+	for _, f := range fields {
+		for _, k := range kinds {
+			tests = append(tests, tc{f.name + "/" + k.name, f.name, k.value, k.problem})
+		}
+		tests = append(tests, tc{f.name + "/one byte too long", f.name, "ZQX" + strings.Repeat("x", f.max-2),
+			"is longer than " + strconv.Itoa(f.max) + " bytes"})
+		tests = append(tests, tc{f.name + "/too long in multi-byte characters", f.name, "ZQX" + strings.Repeat("é", f.max/2),
+			"is longer than " + strconv.Itoa(f.max) + " bytes"})
+	}
+	for _, tt := range tests {
+		for _, method := range []string{"POST", "GET"} {
+			t.Run(method+"/"+tt.name, func(t *testing.T) {
+				fields := map[string]string{"call_id": "c1", "event": "ringing", "extension": "201"}
+				fields[tt.field] = tt.value
+				var logs bytes.Buffer
+				j := &recJournal{}
+				mux := newMuxLog(j, &Guard{Token: "s3cret"}, slog.New(slog.NewTextHandler(&logs, nil)))
+				var w *httptest.ResponseRecorder
+				if method == "POST" {
+					body, err := json.Marshal(fields)
+					if err != nil {
+						t.Fatal(err)
+					}
+					w = do(mux, "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", string(body))
+				} else {
+					q := url.Values{}
+					for k, v := range fields {
+						q.Set(k, v)
+					}
+					w = do(mux, "GET", "/v1/webhooks/generic?"+q.Encode(), "", "Bearer s3cret", "")
+				}
+				if w.Code != http.StatusBadRequest {
+					t.Fatalf("status %d, want 400 (%s)", w.Code, w.Body)
+				}
+				var resp map[string]string
+				if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+					t.Fatalf("answer is not JSON: %q", w.Body)
+				}
+				if resp["field"] != tt.field || !strings.HasPrefix(resp["error"], tt.field+": ") || !strings.Contains(resp["error"], tt.problem) {
+					t.Fatalf("answer %q, want field %s and a problem with %q", w.Body, tt.field, tt.problem)
+				}
+				if len(resp) != 2 {
+					t.Fatalf("answer %q has more than error and field", w.Body)
+				}
+				if len(j.sigs) != 0 {
+					t.Fatalf("journaled: %+v", j.sigs)
+				}
+				line := logs.String()
+				if strings.Count(line, "\n") != 1 || !strings.Contains(line, "level=WARN") || !strings.Contains(line, "field="+tt.field) {
+					t.Fatalf("want one warn line naming %s, got %q", tt.field, line)
+				}
+				if strings.Contains(line, "ZQX") {
+					t.Fatalf("the bad value reached the log: %q", line)
+				}
+			})
+		}
+	}
+}
+
+// TestGenericAcceptsLimits: values at the limits, printable non-ASCII and
+// spaces inside an id are accepted unchanged; only call_id and extension
+// lose surrounding white space, as before.
+func TestGenericAcceptsLimits(t *testing.T) {
+	tests := []struct {
+		name   string
+		fields map[string]string
+		want   func(s events.Signal) bool
+	}{
+		{"call_id of 256 bytes", map[string]string{"call_id": strings.Repeat("c", 256)},
+			func(s events.Signal) bool { return len(s.CallID) == 256 }},
+		{"leg_id of 256 bytes", map[string]string{"leg_id": strings.Repeat("l", 256)},
+			func(s events.Signal) bool { return len(s.LegID) == 256 }},
+		{"linked_call_id of 256 bytes", map[string]string{"linked_call_id": strings.Repeat("k", 256)},
+			func(s events.Signal) bool { return len(s.LinkedCallID) == 256 }},
+		{"extension of 64 bytes", map[string]string{"extension": strings.Repeat("9", 64)},
+			func(s events.Signal) bool { return len(s.Extension) == 64 }},
+		{"event_id of 253 bytes", map[string]string{"event_id": strings.Repeat("e", 253)},
+			func(s events.Signal) bool { return s.DedupKey == "id:"+strings.Repeat("e", 253) }},
+		{"non-ASCII and spaces", map[string]string{"call_id": "Zürich 1", "leg_id": "kanaal 2/Ω", "extension": "receptie"},
+			func(s events.Signal) bool {
+				return s.CallID == "Zürich 1" && s.LegID == "kanaal 2/Ω" && s.Extension == "receptie"
+			}},
+		{"call_id and extension trimmed", map[string]string{"call_id": " c9\r\n", "extension": "\t201 "},
+			func(s events.Signal) bool { return s.CallID == "c9" && s.Extension == "201" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fields := map[string]string{"call_id": "c1", "event": "ringing", "extension": "201"}
+			for k, v := range tt.fields {
+				fields[k] = v
+			}
+			body, _ := json.Marshal(fields)
+			j := &recJournal{}
+			w := do(newMux(j, &Guard{Token: "s3cret"}), "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", string(body))
+			if w.Code != http.StatusAccepted || len(j.sigs) != 1 {
+				t.Fatalf("got %d %s, %d signals", w.Code, w.Body, len(j.sigs))
+			}
+			if !tt.want(j.sigs[0]) {
+				t.Fatalf("signal %+v", j.sigs[0])
+			}
+		})
+	}
+}
+
+// TestGenericInvalidUTF8InQuery: a query parameter is not decoded as JSON,
+// so invalid UTF-8 reaches the check as it was sent.
+func TestGenericInvalidUTF8InQuery(t *testing.T) {
+	j := &recJournal{}
+	w := do(newMux(j, &Guard{Token: "s3cret"}), "GET", "/v1/webhooks/generic?call_id=c1&event=ringing&leg_id=a%FFb", "", "Bearer s3cret", "")
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `"field":"leg_id"`) || len(j.sigs) != 0 {
+		t.Fatalf("got %d %s, %d signals", w.Code, w.Body, len(j.sigs))
+	}
+}
+
+// TestGenericEventIDPerCall: PBXs number events per call ("1", "2", ...);
+// the same event_id in two calls is two signals, each journaled, while a
+// repeat within one call is stored once. Checked in the real journal's
+// store after it is closed.
+func TestGenericEventIDPerCall(t *testing.T) {
+	dir := t.TempDir()
+	j, err := events.OpenJournal(t.Context(), events.JournalOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := newMux(j, &Guard{Token: "s3cret"})
+	post := func(call, ev, id string) {
+		t.Helper()
+		body := `{"call_id":"` + call + `","event":"` + ev + `","extension":"201","event_id":"` + id + `"}`
+		if w := do(mux, "POST", "/v1/webhooks/generic", "application/json", "Bearer s3cret", body); w.Code != http.StatusAccepted {
+			t.Fatalf("%s %s: %d %s", call, id, w.Code, w.Body)
+		}
+	}
+	post("A", "ringing", "1")
+	post("A", "answered", "2")
+	post("B", "ringing", "1")
+	post("B", "answered", "2")
+	post("A", "answered", "2") // a retry of A's event 2
+	j.Close()
+
+	js := jetStreamServer(t, dir)
+	st, err := js.Stream(t.Context(), events.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s events.Signal
+		if err := json.Unmarshal(m.Data, &s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s.CallID+"/"+s.DedupKey)
+	}
+	want := []string{"A/id:1", "A/id:2", "B/id:1", "B/id:2"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("journaled signals (-want +got):\n%s", d)
 	}
 }
 
