@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	gosip "github.com/emiago/sipgo/sip"
+
+	"github.com/voipbridge/voipbridge/events"
 )
 
 // Config is what an operator sets for the SIP dialog-event monitor. The env
@@ -180,6 +182,9 @@ func cleanExtensions(exts []string) ([]string, error) {
 		if !validUser(e) {
 			return nil, fmt.Errorf("sip: extension %q contains characters a SIP user part cannot hold", clip(e))
 		}
+		if len(e) > events.MaxExtensionBytes {
+			return nil, fmt.Errorf("sip: extension %q is longer than %d bytes", clip(e), events.MaxExtensionBytes)
+		}
 		seen[e] = true
 		out = append(out, e)
 	}
@@ -255,5 +260,8 @@ func validUser(u string) bool {
 }
 
 // ValidExtension reports whether ext can be watched: it must be usable as
-// the user part of a SIP URI.
-func ValidExtension(ext string) bool { return validUser(strings.TrimSpace(ext)) }
+// the user part of a SIP URI and as the extension of a signal.
+func ValidExtension(ext string) bool {
+	ext = strings.TrimSpace(ext)
+	return validUser(ext) && len(ext) <= events.MaxExtensionBytes
+}

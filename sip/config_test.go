@@ -57,6 +57,7 @@ func TestConfigRejects(t *testing.T) {
 		"bad username":             {Server: "pbx", Username: "a@b"},
 		"negative expires":         {Server: "pbx", Expires: -5},
 		"bad extension":            {Server: "pbx", Extensions: []string{"201", "20 2"}},
+		"extension too long":       {Server: "pbx", Extensions: []string{strings.Repeat("2", 65)}},
 	} {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("%s: accepted %+v", name, cfg)

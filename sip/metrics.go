@@ -15,7 +15,12 @@ type metrics struct {
 	notifies    *prometheus.CounterVec
 	parseErrors prometheus.Counter
 	signals     prometheus.Counter
+	dropped     *prometheus.CounterVec
 }
+
+// reasonInvalid labels signals dropped because the journal refused them as
+// invalid (events.ErrInvalidSignal).
+const reasonInvalid = "invalid"
 
 // NOTIFY results, the values of the result label of
 // voipbridge_sip_notifies_received_total.
@@ -51,14 +56,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "voipbridge", Subsystem: "sip", Name: "signals_journaled_total",
 			Help: "Call signals derived from NOTIFYs and accepted by the journal.",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "voipbridge", Subsystem: "sip", Name: "signals_dropped_total",
+			Help: "Signals derived from NOTIFYs and dropped instead of journaled, by reason (invalid: the journal refuses an identifier).",
+		}, []string{"reason"}),
 	}
+	m.dropped.WithLabelValues(reasonInvalid)
 	for _, r := range []string{resultOK, resultStale, resultUnknown, resultBadEvent, resultParseError, resultJournalError, resultShutdown} {
 		m.notifies.WithLabelValues(r) // export every result from the start
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.active, m.failing, m.notifies, m.parseErrors, m.signals} {
+	for _, c := range []prometheus.Collector{m.active, m.failing, m.notifies, m.parseErrors, m.signals, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

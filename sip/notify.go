@@ -3,6 +3,7 @@ package sip
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -126,10 +127,15 @@ func (w *watch) apply(ctx context.Context, sub *subscription, doc *dialoginfo.Do
 	jctx, cancel := context.WithTimeout(ctx, w.c.journalTO)
 	defer cancel()
 	for _, s := range signals {
-		if err := w.c.journal.PublishSignal(jctx, s); err != nil {
+		err := w.c.journal.PublishSignal(jctx, s)
+		switch {
+		case errors.Is(err, events.ErrInvalidSignal):
+			w.dropInvalid(s, err)
+		case err != nil:
 			return resultJournalError, false, fmt.Errorf("journal signal %s %s: %w", s.CallID, s.State, err)
+		default:
+			w.c.metrics.signals.Inc()
 		}
-		w.c.metrics.signals.Inc()
 	}
 	w.legs = next
 	sub.snapshotted = sub.snapshotted || first
@@ -137,6 +143,20 @@ func (w *watch) apply(ctx context.Context, sub *subscription, doc *dialoginfo.Do
 		sub.version, sub.haveVersion = doc.Version, true
 	}
 	return resultOK, resync, nil
+}
+
+// dropInvalid counts and logs a signal the journal refused as invalid
+// (clean and legID keep that from happening). No retry can change it:
+// answered 500, the PBX would send the document again and again, and every
+// later one of the extension with it. The line names the field and the
+// problem, never the value the journal found unfit.
+func (w *watch) dropInvalid(s events.Signal, err error) {
+	w.c.metrics.dropped.WithLabelValues(reasonInvalid).Inc()
+	field, problem := "", err.Error()
+	if fe, ok := errors.AsType[*events.FieldError](err); ok {
+		field, problem = fe.Field, fe.Problem
+	}
+	w.log.Warn("sip signal dropped: the journal refuses it as invalid", "reason", reasonInvalid, "field", field, "problem", problem, "event", s.State)
 }
 
 func parseBody(req *gosip.Request, body []byte) (*dialoginfo.Document, error) {

@@ -19,11 +19,13 @@ import (
 	"github.com/voipbridge/voipbridge/events"
 )
 
-// memJournal records signals; failing makes it refuse them.
+// memJournal records signals; failing makes it refuse them, refuse refuses
+// those it returns an error for.
 type memJournal struct {
 	mu      sync.Mutex
 	signals []events.Signal
 	failing bool
+	refuse  func(events.Signal) error
 }
 
 func (j *memJournal) PublishSignal(_ context.Context, s events.Signal) error {
@@ -31,6 +33,11 @@ func (j *memJournal) PublishSignal(_ context.Context, s events.Signal) error {
 	defer j.mu.Unlock()
 	if j.failing {
 		return errors.New("journal unavailable")
+	}
+	if j.refuse != nil {
+		if err := j.refuse(s); err != nil {
+			return err
+		}
 	}
 	j.signals = append(j.signals, s)
 	return nil
@@ -266,6 +273,39 @@ func TestSnapshotWithTheFirstFullDocumentOfEachSubscription(t *testing.T) {
 	}
 	if len(keys) != 2 {
 		t.Errorf("%d distinct snapshot keys, want 2", len(keys))
+	}
+}
+
+// TestInvalidSignalIsDroppedNotRetried: a signal the journal refuses as
+// invalid would be refused again on every retry; it is dropped and counted,
+// the NOTIFY acknowledged and the rest of it journaled, so the extension's
+// later NOTIFYs are not held back.
+func TestInvalidSignalIsDroppedNotRetried(t *testing.T) {
+	f := newNotifyFixture(t)
+	f.j.refuse = func(s events.Signal) error {
+		if s.CallID == "call-bad" {
+			return fmt.Errorf("journal: %w", &events.FieldError{Field: "call_id", Problem: "is unusable"})
+		}
+		return nil
+	}
+	body := `<dialog-info version="3" state="full">` +
+		`<dialog id="bad" call-id="call-bad"><state>early</state></dialog>` +
+		`<dialog id="good" call-id="call-good"><state>early</state></dialog></dialog-info>`
+	if st, _ := f.c.handleNotify(context.Background(), f.notify(t, 1, dialogEvent, body)); st != 200 {
+		t.Fatalf("status %d, want 200", st)
+	}
+	var got []string
+	for _, s := range f.j.got() {
+		got = append(got, s.CallID+":"+string(s.State))
+	}
+	if want := "call-good:ringing :snapshot"; strings.Join(got, " ") != want {
+		t.Errorf("journaled %v, want %s", got, want)
+	}
+	if v := value(t, f.c.metrics.dropped.WithLabelValues(reasonInvalid)); v != 1 {
+		t.Errorf("dropped{reason=invalid} = %v, want 1", v)
+	}
+	if !f.sub.haveVersion || f.sub.version != 3 {
+		t.Error("the document was not committed")
 	}
 }
 

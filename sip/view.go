@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/voipbridge/voipbridge/events"
@@ -182,7 +183,20 @@ func (l leg) signal(ext, dialogID string, st events.State, cause string, now tim
 
 // legID names a dialog of an extension in signals: dialog ids are unique
 // only within the watched entity (RFC 4235 §4.1.1).
-func legID(ext, dialogID string) string { return dialogID + "@" + ext }
+func legID(ext, dialogID string) string {
+	return fit(dialogID, events.MaxIDBytes-len("@")-len(ext)) + "@" + ext
+}
+
+// fit returns id when it has at most room bytes, else a digest of it (33
+// bytes): as stable and, in practice, as unique, and short enough for the
+// journal to accept the identifier it goes into.
+func fit(id string, room int) string {
+	if len(id) <= room {
+		return id
+	}
+	h := sha256.Sum256([]byte(id))
+	return "h" + hex.EncodeToString(h[:16])
+}
 
 // snapshot is the Snapshot signal for a subscription's first full document:
 // the leg ids of every dialog the document holds that is not terminated. The
@@ -270,10 +284,15 @@ func syntheticCallID(ext, subID, dialogID string, seq uint64) string {
 	}
 	id := ext
 	if dialogID != ext {
-		id += "." + dialogID
+		id += "." + fit(dialogID, events.MaxIDBytes-len(ext)-syntheticOverhead)
 	}
 	return "sip-" + id + "-" + short + "-" + strconv.FormatUint(seq, 10)
 }
+
+// syntheticOverhead is what a synthetic call id holds besides the extension
+// and the dialog id: "sip-", ".", "-", up to 12 bytes of the subscription,
+// "-" and up to 20 digits.
+const syntheticOverhead = len("sip-.--") + 12 + 20
 
 // remoteOf renders the other party as a raw address: `"Name" <uri>` when the
 // PBX gave a display name, else the URI. A target is used only when there is
@@ -369,19 +388,21 @@ func digits(s string) string {
 // maxField bounds every string taken from a PBX document into a signal.
 const maxField = 256
 
-// clean trims s, removes control characters (nothing from the PBX may
-// inject a line into a header, log or JSON consumer downstream) and bounds
-// its length.
+// clean removes what events.CheckText refuses in an identifier (bytes
+// that are not UTF-8, control and other non-printable characters,
+// bidirectional controls: nothing from the PBX may inject a line into a
+// header, log or JSON consumer downstream, or read other than it is), trims
+// s and bounds its length. A signal refused by the journal would be lost.
 func clean(s string) string {
-	s = strings.TrimSpace(s)
-	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+	if !utf8.ValidString(s) || strings.IndexFunc(s, unfit) >= 0 {
 		s = strings.Map(func(r rune) rune {
-			if r < 0x20 || r == 0x7f {
+			if r == utf8.RuneError || unfit(r) {
 				return -1
 			}
 			return r
 		}, s)
 	}
+	s = strings.TrimSpace(s)
 	if len(s) > maxField {
 		cut := maxField
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
@@ -390,4 +411,9 @@ func clean(s string) string {
 		s = s[:cut]
 	}
 	return s
+}
+
+// unfit reports a character events.CheckText refuses in an identifier.
+func unfit(r rune) bool {
+	return (r != ' ' && !unicode.IsPrint(r)) || unicode.Is(unicode.Bidi_Control, r)
 }

@@ -345,6 +345,42 @@ func TestSnapshotKeyIsOnePerSubscriptionAndDocument(t *testing.T) {
 	}
 }
 
+// TestIdentifiersTheJournalWouldRefuse: a dialog id too long to sit beside
+// the extension in a leg id, a call-id with invisible or bidirectional
+// characters, a dialog without call-id whose id would make the invented one
+// too long: the signals are still ones the journal accepts (fold checks),
+// with identifiers that stay the same from one document to the next.
+func TestIdentifiersTheJournalWouldRefuse(t *testing.T) {
+	long := strings.Repeat("d", 300)
+	doc := func(state string) *dialoginfo.Document {
+		return mustParse(t, `<dialog-info version="1" state="full">`+
+			`<dialog id="`+long+`" call-id="c&#8206;1&#8238;x&#xFEFF;"><state>`+state+`</state></dialog>`+
+			`<dialog id="x`+long+`"><state>`+state+`</state></dialog></dialog-info>`)
+	}
+	got, _ := fold(t, "201", doc("early"), doc("confirmed"))
+	if len(got) != 4 {
+		t.Fatalf("%d signals, want 4: %+v", len(got), got)
+	}
+	if got[0].CallID != "c1x" {
+		t.Errorf("call id %q, want the printable characters c1x", got[0].CallID)
+	}
+	for i, s := range got[:2] {
+		if s.LegID != got[i+2].LegID || s.CallID != got[i+2].CallID {
+			t.Errorf("dialog %d named %s/%s, then %s/%s", i, s.CallID, s.LegID, got[i+2].CallID, got[i+2].LegID)
+		}
+	}
+	if got[0].LegID == got[1].LegID {
+		t.Error("two long dialog ids share a leg id")
+	}
+	snap := snapshot("201", "subscriptionCallID0001", doc("confirmed"), 2, t0)
+	if err := snap.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{got[0].LegID, got[1].LegID}, snap.Open); d != "" {
+		t.Errorf("snapshot open legs (-signals +snapshot):\n%s", d)
+	}
+}
+
 func TestCompanyNumber(t *testing.T) {
 	tests := []struct {
 		local, target, remote, want string
@@ -379,6 +415,8 @@ func FuzzApplyDoc(f *testing.F) {
 		b, _ := os.ReadFile(file)
 		f.Add(b, b)
 	}
+	odd := []byte(`<dialog-info version="1"><dialog id="` + strings.Repeat("i", 260) + `" call-id="a&#8207;b"><state>early</state></dialog></dialog-info>`)
+	f.Add(odd, odd)
 	f.Fuzz(func(t *testing.T, first, second []byte) {
 		l := legs{}
 		for i, body := range [][]byte{first, second} {
@@ -388,6 +426,7 @@ func FuzzApplyDoc(f *testing.F) {
 			}
 			var out []events.Signal
 			l, out = applyDoc(l, "201", "fuzzsubscription", doc, uint64(i), t0)
+			out = append(out, snapshot("201", "fuzzsubscription", doc, uint64(i), t0))
 			for _, s := range out {
 				if err := s.Validate(); err != nil {
 					t.Fatalf("invalid signal %+v: %v", s, err)
