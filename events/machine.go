@@ -116,10 +116,13 @@ type call struct {
 	Started    time.Time `json:"started,omitzero"` // our time of the first signal
 	LastTime   time.Time `json:"last_time,omitzero"`
 	EndAt      time.Time `json:"end_at,omitzero"` // pending end: Disconnected due then
-	Cause      string    `json:"cause,omitempty"` // cause of the pending end
-	Done       time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
-	Updated    time.Time `json:"updated"`         // last activity (our clock)
-	LastSeq    uint64    `json:"last_seq"`        // last signal sequence folded in
+	// CallEnd is the PBX time of a whole-call end that arrived before the
+	// call's other signals.
+	CallEnd time.Time `json:"call_end,omitzero"`
+	Cause   string    `json:"cause,omitempty"` // cause of the pending end
+	Done    time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
+	Updated time.Time `json:"updated"`         // last activity (our clock)
+	LastSeq uint64    `json:"last_seq"`        // last signal sequence folded in
 
 	// OldLegs is the leg map of records written before leg_list; read once.
 	OldLegs map[string]*leg `json:"legs,omitempty"`
@@ -264,11 +267,13 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		return m.snapshot(s, now)
 	}
 	key, c := m.find(s, now)
+	endFirst := false
 	if c == nil {
-		if s.State == Ended {
+		if s.State == Ended && (m.pol.TransferWindow <= 0 || s.LegID != "" || s.Extension != "") {
 			return result{outcome: OutcomeUnknown}
 		}
 		key, c = m.create(s, now)
+		endFirst = s.State == Ended
 	}
 	h := hashKey(s.DedupKey)
 	switch {
@@ -296,7 +301,28 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		m.aliases[aliasKey(s.Source, s.CallID)] = key
 	}
 	m.fillNumbers(c, s)
+	if endFirst {
+		// The end of a call arrived before anything else of it (a source
+		// whose messages can overtake each other): keep it, and give the
+		// rest TransferWindow to arrive. What they say happened before the
+		// end is folded and ended at once; nothing is reported if nothing
+		// comes.
+		c.CallEnd, c.Cause = s.Time, s.Cause
+		c.EndAt = now.Add(m.pol.TransferWindow)
+		m.timers.push(c.EndAt, c.key, timerEnd)
+		return r
+	}
 	r.outcome = m.fold(c, s, now, &r)
+	if !c.CallEnd.IsZero() && !s.Time.After(c.CallEnd) && s.State != Ended {
+		for i := range c.Legs {
+			if l := &c.Legs[i]; l.State != Ended {
+				m.endLeg(c, l, c.CallEnd)
+			}
+		}
+		if c.Done.IsZero() && c.EndAt.IsZero() {
+			m.ended(c, c.Cause, now, &r)
+		}
+	}
 	return r
 }
 
@@ -512,7 +538,7 @@ func (c *call) active() bool {
 // rings the next phone after the last one gave up, and a missed call's
 // report is waited for by nobody.
 func (m *machine) ended(c *call, cause string, now time.Time, r *result) {
-	if m.pol.TransferWindow <= 0 || (c.Phase == phaseAnswered && !m.continuing(c.Source)) {
+	if m.pol.TransferWindow <= 0 || (c.Phase == phaseAnswered && !m.continuing(c.Source) && c.CallEnd.IsZero()) {
 		c.Cause = cause
 		m.finish(c, now, r)
 		return

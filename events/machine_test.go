@@ -605,11 +605,33 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
-			name: "ended for an unknown call is dropped",
+			name: "ended of a leg of an unknown call is dropped",
 			steps: []step{
 				sig(0, "zz", Ended, "201"),
 			},
 			outcomes: map[string]int{OutcomeUnknown: 1},
+		},
+		{
+			name: "the call's end arriving first: what came before it is reported, then the end",
+			steps: []step{
+				sig(1*s, "c1", Ended, "", pbxTime(60*s)),
+				sig(1*s, "c1", Ringing, "201", pbxTime(0)),
+				sig(2*s, "c1", Answered, "201", pbxTime(2*s)),
+				sig(2*s, "c1", Transferred, "202", pbxTime(30*s)),
+				tick(13 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventTransfer, "c1", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "the call's end arriving first, nothing after it: nothing reported",
+			steps: []step{
+				sig(0, "zz", Ended, ""),
+				tick(30 * s),
+			},
 		},
 	}
 	for _, tt := range tests {
