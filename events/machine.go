@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -149,7 +150,7 @@ type machine struct {
 	byCustomer map[string][]string
 	// byExt files the calls with an open leg by source and extension, for
 	// snapshots.
-	byExt  map[string][]string
+	byExt  map[string]map[string]struct{}
 	timers timers
 	// warn receives number problems worth a log line.
 	warn func(msg string, args ...any)
@@ -164,7 +165,7 @@ func newMachine(pol Policies, numbers Numbers, dir Directory) *machine {
 		calls:      map[string]*call{},
 		aliases:    map[string]string{},
 		byCustomer: map[string][]string{},
-		byExt:      map[string][]string{},
+		byExt:      map[string]map[string]struct{}{},
 		warn:       func(string, ...any) {},
 	}
 }
@@ -576,8 +577,7 @@ func (m *machine) absorb(c *call, now time.Time, r *result) bool {
 	for _, l := range b.Legs {
 		c.Legs = append(c.Legs, l)
 		if l.State != Ended && l.Ext != "" {
-			k := aliasKey(b.Source, l.Ext)
-			m.byExt[k] = remove(m.byExt[k], b.key)
+			m.unfile(aliasKey(b.Source, l.Ext), b.key)
 			m.fileExt(c, l.Ext)
 		}
 	}
@@ -604,7 +604,8 @@ func (m *machine) absorb(c *call, now time.Time, r *result) bool {
 func (m *machine) snapshot(s Signal, now time.Time) result {
 	r := result{outcome: OutcomeApplied}
 	fk := aliasKey(s.Source, s.Extension)
-	for _, key := range slices.Clone(m.byExt[fk]) {
+	keys := slices.Sorted(maps.Keys(m.byExt[fk])) // a stable order of events
+	for _, key := range keys {
 		c := m.calls[key]
 		if c == nil || !c.Done.IsZero() {
 			continue
@@ -861,9 +862,12 @@ func (m *machine) unindex(c *call) {
 
 func (m *machine) fileExt(c *call, ext string) {
 	k := aliasKey(c.Source, ext)
-	if !slices.Contains(m.byExt[k], c.key) {
-		m.byExt[k] = append(m.byExt[k], c.key)
+	f := m.byExt[k]
+	if f == nil {
+		f = map[string]struct{}{}
+		m.byExt[k] = f
 	}
+	f[c.key] = struct{}{}
 }
 
 // unfileExt removes the call from its extension's file when no leg of that
@@ -874,10 +878,13 @@ func (m *machine) unfileExt(c *call, ext string) {
 			return
 		}
 	}
-	k := aliasKey(c.Source, ext)
-	m.byExt[k] = remove(m.byExt[k], c.key)
-	if len(m.byExt[k]) == 0 {
-		delete(m.byExt, k)
+	m.unfile(aliasKey(c.Source, ext), c.key)
+}
+
+func (m *machine) unfile(extKey, key string) {
+	delete(m.byExt[extKey], key)
+	if len(m.byExt[extKey]) == 0 {
+		delete(m.byExt, extKey)
 	}
 }
 
