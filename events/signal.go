@@ -182,3 +182,30 @@ func (s *Signal) Validate() error {
 	}
 	return nil
 }
+
+// TextFault reports whether err is Validate refusing an identifier the PBX
+// supplied (not printable, or too long, alone or inside a leg id or dedup
+// key), rather than a field the source itself got wrong. Sources drop and
+// count such signals; their fuzz tests accept them.
+func TextFault(s Signal, err error) bool {
+	fe, ok := errors.AsType[*FieldError](err)
+	if !ok {
+		return false
+	}
+	v, limit := "", MaxIDBytes
+	switch fe.Field {
+	case "call_id":
+		v = s.CallID
+	case "leg_id":
+		v = s.LegID
+	case "linked_call_id":
+		v = s.LinkedCallID
+	case "event_id":
+		v = s.DedupKey
+	case "extension":
+		v, limit = s.Extension, MaxExtensionBytes
+	default:
+		return false
+	}
+	return CheckText(v, limit) != ""
+}

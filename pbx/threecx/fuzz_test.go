@@ -74,7 +74,7 @@ func FuzzParticipant(f *testing.F) {
 			if !ok {
 				continue
 			}
-			if err := pd.sig.Validate(); err != nil && !pbxTextFault(pd.sig, err) {
+			if err := pd.sig.Validate(); err != nil && !events.TextFault(pd.sig, err) {
 				t.Fatalf("invalid signal %+v: %v", pd.sig, err)
 			}
 			b.commit(pd, now)
@@ -110,7 +110,7 @@ func FuzzSnapshot(f *testing.F) {
 				if !ok {
 					continue
 				}
-				if err := pd.sig.Validate(); err != nil && !pbxTextFault(pd.sig, err) {
+				if err := pd.sig.Validate(); err != nil && !events.TextFault(pd.sig, err) {
 					t.Fatalf("invalid signal %+v: %v", pd.sig, err)
 				}
 				b.commit(pd, now)
@@ -123,29 +123,3 @@ func FuzzSnapshot(f *testing.F) {
 	})
 }
 
-// pbxTextFault reports whether err is the signal's own check refusing an
-// identifier the PBX supplied: not printable, or too long (alone or inside
-// a leg id or dedup key). The source drops such a signal and counts it, so
-// the fuzzer accepts it; any other invalid field is the source's own fault.
-func pbxTextFault(s events.Signal, err error) bool {
-	fe, ok := errors.AsType[*events.FieldError](err)
-	if !ok {
-		return false
-	}
-	v, limit := "", events.MaxIDBytes
-	switch fe.Field {
-	case "call_id":
-		v = s.CallID
-	case "leg_id":
-		v = s.LegID
-	case "linked_call_id":
-		v = s.LinkedCallID
-	case "event_id":
-		v = s.DedupKey
-	case "extension":
-		v, limit = s.Extension, events.MaxExtensionBytes
-	default:
-		return false
-	}
-	return events.CheckText(v, limit) != ""
-}

@@ -3,7 +3,6 @@ package voipgrid
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -80,7 +79,7 @@ func FuzzDecode(f *testing.F) {
 			sigs, commit := state.plan(note)
 			seen := map[string]bool{}
 			for _, s := range sigs {
-				if err := s.Validate(); err != nil && !pbxTextFault(s, err) {
+				if err := s.Validate(); err != nil && !events.TextFault(s, err) {
 					t.Fatalf("invalid signal %+v: %v", s, err)
 				}
 				if s.Source != SourceName || s.CallID != n.CallID {
@@ -120,29 +119,3 @@ func FuzzHandler(f *testing.F) {
 	})
 }
 
-// pbxTextFault reports whether err is the signal's own check refusing an
-// identifier the PBX supplied: not printable, or too long (alone or inside
-// a leg id or dedup key). The source drops such a signal and counts it, so
-// the fuzzer accepts it; any other invalid field is the source's own fault.
-func pbxTextFault(s events.Signal, err error) bool {
-	fe, ok := errors.AsType[*events.FieldError](err)
-	if !ok {
-		return false
-	}
-	v, limit := "", events.MaxIDBytes
-	switch fe.Field {
-	case "call_id":
-		v = s.CallID
-	case "leg_id":
-		v = s.LegID
-	case "linked_call_id":
-		v = s.LinkedCallID
-	case "event_id":
-		v = s.DedupKey
-	case "extension":
-		v, limit = s.Extension, events.MaxExtensionBytes
-	default:
-		return false
-	}
-	return events.CheckText(v, limit) != ""
-}

@@ -2,7 +2,6 @@ package xelion
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -69,7 +68,7 @@ func FuzzDecode(f *testing.F) {
 				out := tr.apply(ev)
 				seen := map[string]bool{}
 				for _, s := range out.signals {
-					if err := s.Validate(); err != nil && !pbxTextFault(s, err) {
+					if err := s.Validate(); err != nil && !events.TextFault(s, err) {
 						t.Fatalf("invalid signal %+v: %v", s, err)
 					}
 					if seen[s.DedupKey] {
@@ -85,29 +84,3 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// pbxTextFault reports whether err is the signal's own check refusing an
-// identifier the PBX supplied: not printable, or too long (alone or inside
-// a leg id or dedup key). The source drops such a signal and counts it, so
-// the fuzzer accepts it; any other invalid field is the source's own fault.
-func pbxTextFault(s events.Signal, err error) bool {
-	fe, ok := errors.AsType[*events.FieldError](err)
-	if !ok {
-		return false
-	}
-	v, limit := "", events.MaxIDBytes
-	switch fe.Field {
-	case "call_id":
-		v = s.CallID
-	case "leg_id":
-		v = s.LegID
-	case "linked_call_id":
-		v = s.LinkedCallID
-	case "event_id":
-		v = s.DedupKey
-	case "extension":
-		v, limit = s.Extension, events.MaxExtensionBytes
-	default:
-		return false
-	}
-	return events.CheckText(v, limit) != ""
-}
