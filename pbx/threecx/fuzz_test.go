@@ -122,4 +122,3 @@ func FuzzSnapshot(f *testing.F) {
 		}
 	})
 }
-

@@ -118,4 +118,3 @@ func FuzzHandler(f *testing.F) {
 		}
 	})
 }
-

@@ -83,4 +83,3 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
-
