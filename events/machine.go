@@ -88,6 +88,8 @@ type leg struct {
 	// Prev and PrevTime are the leg's state before it ended and its PBX
 	// time ("" when the end arrived first), so that an earlier state
 	// arriving after the end still counts.
+	// Handed: a transfer to this leg arrived before the call's answer.
+	Handed   bool      `json:"handed,omitempty"`
 	Prev     State     `json:"prev,omitempty"`
 	PrevTime time.Time `json:"prev_time,omitzero"`
 }
@@ -117,13 +119,15 @@ type call struct {
 	Started    time.Time `json:"started,omitzero"` // our time of the first signal
 	LastTime   time.Time `json:"last_time,omitzero"`
 	EndAt      time.Time `json:"end_at,omitzero"` // pending end: Disconnected due then
-	// CallEnd is the PBX time of a whole-call end that arrived before the
-	// call's other signals.
-	CallEnd time.Time `json:"call_end,omitzero"`
-	Cause   string    `json:"cause,omitempty"` // cause of the pending end
-	Done    time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
-	Updated time.Time `json:"updated"`         // last activity (our clock)
-	LastSeq uint64    `json:"last_seq"`        // last signal sequence folded in
+	// CallEnd is the PBX time of the whole call's end: what arrives later
+	// about an earlier moment is ended at once. EndFirst: that end arrived
+	// before the call's other signals.
+	CallEnd  time.Time `json:"call_end,omitzero"`
+	EndFirst bool      `json:"end_first,omitempty"`
+	Cause    string    `json:"cause,omitempty"` // cause of the pending end
+	Done     time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
+	Updated  time.Time `json:"updated"`         // last activity (our clock)
+	LastSeq  uint64    `json:"last_seq"`        // last signal sequence folded in
 
 	// OldLegs is the leg map of records written before leg_list; read once.
 	OldLegs map[string]*leg `json:"legs,omitempty"`
@@ -308,7 +312,7 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		// rest TransferWindow to arrive. What they say happened before the
 		// end is folded and ended at once; nothing is reported if nothing
 		// comes.
-		c.CallEnd, c.Cause = s.Time, s.Cause
+		c.CallEnd, c.EndFirst, c.Cause = s.Time, true, s.Cause
 		c.EndAt = now.Add(m.pol.TransferWindow)
 		m.timers.push(c.EndAt, c.key, timerEnd)
 		return r
@@ -382,6 +386,7 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			l = &c.Legs[len(c.Legs)-1]
 		}
 		l.State, l.Time, l.Agent = st, s.Time, agent
+		l.Handed = s.State == Transferred && st == Ringing
 		if l.Ext != "" {
 			m.fileExt(c, l.Ext)
 		}
@@ -416,7 +421,13 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 				changed = true
 			}
 		}
-		if lk != callLeg && c.leg(lk) == nil {
+		if lk == callLeg && s.Time.After(c.CallEnd) {
+			c.CallEnd = s.Time
+		}
+		known := slices.ContainsFunc(c.Legs, func(l leg) bool {
+			return l.ID == lk || s.Extension != "" && l.Ext == s.Extension
+		})
+		if !known && lk != callLeg {
 			// The end of a leg not seen yet (its earlier signals may still
 			// arrive, late): remember it, so that they are stale.
 			c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension, State: Ended, Agent: agent, Time: s.Time})
@@ -438,6 +449,7 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 // call and the answer gives its Answered or Transfer; the leg stays ended.
 func (m *machine) lateStart(c *call, l *leg, s Signal, st State, agent string, now time.Time, r *result) string {
 	l.Prev, l.PrevTime = st, s.Time
+	l.Handed = s.State == Transferred && st == Ringing
 	if st == Ringing {
 		if agent != "" && !s.Time.Before(c.LastRangAt) {
 			c.LastRang, c.LastRangAt = agent, s.Time
@@ -502,13 +514,18 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 		// answered elsewhere. Legs that began ringing later, by PBX time,
 		// are a transfer target (reported before the answer, out of order)
 		// and stay.
-		at := c.leg(legID).Time
+		l := c.leg(legID)
+		at := l.Time
+		if l.State == Ended {
+			at = l.PrevTime // an answer that arrived after the leg's end
+		}
 		for i := range c.Legs {
 			if l := &c.Legs[i]; l.ID != legID && l.State == Ringing && !l.Time.After(at) {
 				m.endLeg(c, l, l.Time)
 			}
 		}
 		m.emit(c, EventAnswered, now, r)
+		m.handOnLate(c, at, now, r)
 	case c.Agent != agent:
 		c.Agent = agent
 		c.Transfers++
@@ -520,6 +537,43 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 			}
 		}
 		m.emit(c, EventTransfer, now, r)
+	}
+}
+
+// handOnLate applies, in PBX-time order, the transfers that arrived before
+// the answer they followed (messages overtaking each other): each hands the
+// call on as it would have on time.
+func (m *machine) handOnLate(c *call, answered time.Time, now time.Time, r *result) {
+	// handedAt is when the call was handed to l: its transfer, whether or
+	// not its end arrived since.
+	handedAt := func(l leg) time.Time {
+		if l.State == Ended {
+			return l.PrevTime
+		}
+		return l.Time
+	}
+	var late []int
+	for i, l := range c.Legs {
+		if l.Handed && (l.State == Ringing || l.State == Ended && l.Prev == Ringing) && handedAt(l).After(answered) {
+			late = append(late, i)
+		}
+	}
+	slices.SortFunc(late, func(a, b int) int { return handedAt(c.Legs[a]).Compare(handedAt(c.Legs[b])) })
+	for _, i := range late {
+		l := &c.Legs[i]
+		at := handedAt(*l)
+		l.Handed = false
+		if l.State == Ringing {
+			l.State = Answered
+		}
+		for j := range c.Legs {
+			if o := &c.Legs[j]; j != i && o.State == Answered {
+				m.endLeg(c, o, at)
+			}
+		}
+		if l.Agent != "" {
+			m.answeredBy(c, l.ID, l.Agent, now, r)
+		}
 	}
 }
 
@@ -539,7 +593,7 @@ func (c *call) active() bool {
 // rings the next phone after the last one gave up, and a missed call's
 // report is waited for by nobody.
 func (m *machine) ended(c *call, cause string, now time.Time, r *result) {
-	if m.pol.TransferWindow <= 0 || (c.Phase == phaseAnswered && !m.continuing(c.Source) && c.CallEnd.IsZero()) {
+	if m.pol.TransferWindow <= 0 || (c.Phase == phaseAnswered && !m.continuing(c.Source) && c.complete()) {
 		c.Cause = cause
 		m.finish(c, now, r)
 		return
@@ -549,6 +603,22 @@ func (m *machine) ended(c *call, cause string, now time.Time, r *result) {
 	}
 	c.EndAt, c.Cause = now.Add(m.pol.TransferWindow), cause
 	m.timers.push(c.EndAt, c.key, timerEnd)
+}
+
+// complete reports whether the call's signals look whole: no call end and
+// no leg end arrived before what it ends. When one did, signals sent before
+// it are still on their way (messages overtaking each other), and the call
+// waits TransferWindow for them before it is reported ended.
+func (c *call) complete() bool {
+	if c.EndFirst {
+		return false
+	}
+	for _, l := range c.Legs {
+		if l.State == Ended && l.Prev == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // absorb continues answered call c, whose last leg just ended, with a call

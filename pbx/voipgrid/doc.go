@@ -11,9 +11,9 @@
 // accepted under a few spellings (see the status constants) until confirmed
 // against a live platform.
 //
-// Notifications travel over HTTP and may arrive out of order or twice. Every
-// signal carries the notification's own timestamp, so the tracker orders a
-// call's legs by it; the handler also remembers, per call, when it ended and
-// when it was handed over, so that a notification arriving after a later one
-// is journaled without undoing it.
+// Notifications travel over HTTP and may arrive out of order or twice. The
+// handler translates each one on its own and remembers nothing between them:
+// every signal carries the notification's own timestamp, and the tracker
+// (package events), the one owner of call state, places what arrives late
+// by it.
 package voipgrid

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -38,18 +36,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the handler's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
-	// Now is the clock for notifications without a timestamp and for
-	// forgetting calls (default time.Now).
+	// Now is the clock for notifications without a timestamp (default
+	// time.Now).
 	Now func() time.Time
 	// MaxBody bounds a notification (default DefaultMaxBody).
 	MaxBody int64
-	// EndedTTL is how long an ended call is remembered to place notifications
-	// that arrive after its end (default 1h); IdleTTL is how long any other
-	// call is remembered after its last notification (default 24h).
-	EndedTTL, IdleTTL time.Duration
-	// MaxCalls bounds the calls remembered (default 100 000); beyond it the
-	// least recently seen are forgotten first.
-	MaxCalls int
 }
 
 // Handler is the http.Handler for POST /v1/webhooks/voipgrid. It journals
@@ -66,7 +57,6 @@ type Handler struct {
 	m       *metrics
 	now     func() time.Time
 	maxBody int64
-	calls   *callTable
 }
 
 // New returns a Handler, or an error when the options are unusable.
@@ -88,12 +78,6 @@ func New(o Options) (*Handler, error) {
 		m:       newMetrics(o.Registerer),
 		now:     now,
 		maxBody: cmpOr(o.MaxBody, DefaultMaxBody),
-		calls: &callTable{
-			calls:    map[string]*callEntry{},
-			endedTTL: cmpOr(o.EndedTTL, time.Hour),
-			idleTTL:  cmpOr(o.IdleTTL, 24*time.Hour),
-			max:      cmpOr(o.MaxCalls, 100_000),
-		},
 	}
 	return h, nil
 }
@@ -166,17 +150,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"call_id", clip(n.CallID), "status", string(status))
 	}
 
-	e := h.calls.lock(n.CallID, now)
-	defer e.mu.Unlock()
-	sigs, commit := e.state.plan(t)
+	// Each notification is translated on its own: the tracker places it
+	// among the call's others by its timestamp, whatever the order of
+	// arrival.
+	sigs := t.signals()
 	// A signal the journal refuses as invalid (an extension that is not
 	// printable or too long, a dedup key over the limit) is dropped: the
 	// platform would send the same body again, and it would fail the same
 	// way. If nothing of the notification could be journaled, it is refused
-	// with 400 naming the field and the call's state is left as it was;
-	// otherwise the signals that were journaled stand, the state records
-	// the notification and the answer is 200 with the dropped fields
-	// listed, so that the platform neither retries it nor loses its good
+	// with 400 naming the field; otherwise the signals that were journaled
+	// stand and the answer is 200 with the dropped fields listed, so that the platform neither retries it nor loses its good
 	// part.
 	journaled := 0
 	var dropped []*events.FieldError
@@ -205,7 +188,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuseInvalid(w, dropped[0], n.CallID, len(dropped))
 		return
 	}
-	commit()
 	ans := acceptedBody{Signals: journaled}
 	if len(dropped) > 0 {
 		h.log.Warn("notification signals dropped: the journal refuses them as invalid",
@@ -280,70 +262,4 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
-}
-
-// callTable remembers recent calls. Entries are locked one call at a time,
-// so notifications of different calls are journaled in parallel and those
-// of one call one after the other.
-type callTable struct {
-	mu        sync.Mutex
-	calls     map[string]*callEntry
-	endedTTL  time.Duration
-	idleTTL   time.Duration
-	max       int
-	lastSweep time.Time
-}
-
-type callEntry struct {
-	mu    sync.Mutex
-	state callState
-}
-
-// lock returns the call's entry, locked, creating it if needed.
-func (t *callTable) lock(callID string, now time.Time) *callEntry {
-	t.mu.Lock()
-	if now.Sub(t.lastSweep) >= time.Minute || len(t.calls) >= t.max {
-		t.sweep(now)
-	}
-	e := t.calls[callID]
-	if e == nil {
-		e = &callEntry{}
-		t.calls[callID] = e
-	}
-	t.mu.Unlock()
-	e.mu.Lock()
-	e.state.lastSeen = now
-	return e
-}
-
-// sweep forgets calls past their TTL and, above the bound, the least
-// recently seen. It runs with t.mu held and skips entries in use.
-func (t *callTable) sweep(now time.Time) {
-	t.lastSweep = now
-	type aged struct {
-		id   string
-		seen time.Time
-	}
-	var live []aged
-	for id, e := range t.calls {
-		if !e.mu.TryLock() {
-			continue
-		}
-		ttl := t.idleTTL
-		if e.state.ended {
-			ttl = t.endedTTL
-		}
-		if now.Sub(e.state.lastSeen) >= ttl {
-			delete(t.calls, id)
-		} else {
-			live = append(live, aged{id, e.state.lastSeen})
-		}
-		e.mu.Unlock()
-	}
-	if excess := len(live) - t.max*9/10; len(t.calls) >= t.max && excess > 0 {
-		slices.SortFunc(live, func(a, b aged) int { return a.seen.Compare(b.seen) })
-		for _, a := range live[:excess] {
-			delete(t.calls, a.id)
-		}
-	}
 }

@@ -14,14 +14,6 @@ import (
 // source name the directory maps extensions under.
 const SourceName = "voipgrid"
 
-// Causes the handler sets itself (the platform's own reasons pass through raw).
-const (
-	// CauseTransferred ends the leg of an agent who rang or answered before a
-	// transfer handed the call to someone else, when that leg was only
-	// reported after the transfer (a reordered notification).
-	CauseTransferred = "transferred"
-)
-
 // note is one notification, decoded and placed in time.
 type note struct {
 	n      Notification
@@ -194,95 +186,4 @@ func (p Party) userNumbers() []string {
 		out = append(out, strings.TrimSpace(string(u)))
 	}
 	return out
-}
-
-// callState is what the handler remembers of one call to keep reordered
-// notifications from undoing later ones. It is guarded by mu, held while a
-// notification of the call is translated and journaled.
-type callState struct {
-	ended     bool
-	endedAt   time.Time
-	endKey    string // dedup key of the call-level ended signal
-	endCause  string
-	handovers []handover
-	lastSeen  time.Time // our clock
-}
-
-// handover is a transfer, remembered so that an agent leg reported late (a
-// notification older than the transfer arriving after it) is ended at the
-// transfer instead of staying open, and the transfer is said again after it.
-type handover struct {
-	at      time.Time
-	key     string
-	targets []string
-	signal  *events.Signal // the transfer's own signal, for a single target
-}
-
-// plan returns the signals to journal for t given what is known of its call,
-// and a function that records t in the call's state once they are journaled.
-//
-// Ordering: the platform POSTs over HTTP, so a notification can arrive after
-// a later one. Every signal carries its notification's timestamp, and for an
-// older notification the plan adds what keeps the later state in force:
-//   - an agent leg older than a transfer that went to someone else is ended
-//     at the transfer, and the transfer is said again (a tracker that took
-//     the transfer while the call seemed unanswered sees the hand-over now);
-//   - anything older than the call's end is followed by the call-level ended
-//     again, at the time of the end.
-//
-// The signals said again carry dedup keys of their own, derived from the
-// late notification, so that the tracker does not drop them as repeats.
-func (cs *callState) plan(t note) ([]events.Signal, func()) {
-	sigs := t.signals()
-	var extra []events.Signal
-	closed := map[string]bool{}
-	again := map[string]bool{}
-	for _, s := range sigs {
-		if s.Extension == "" || s.State == events.Ended || closed[s.LegID] {
-			continue
-		}
-		for _, h := range cs.handovers {
-			if !h.at.After(t.at) || slices.Contains(h.targets, s.Extension) {
-				continue
-			}
-			c := s
-			c.State, c.Cause, c.Time = events.Ended, CauseTransferred, h.at
-			c.DedupKey = h.key + "|closes|" + s.LegID
-			extra = append(extra, c)
-			closed[s.LegID] = true
-			if h.signal != nil && !again[h.key] {
-				a := *h.signal
-				a.DedupKey = h.signal.DedupKey + "|after|" + t.key
-				extra = append(extra, a)
-				again[h.key] = true
-			}
-			break
-		}
-	}
-	if cs.ended && t.status != StatusEnded && len(sigs) > 0 && t.at.Before(cs.endedAt) {
-		c := t.base(events.Ended)
-		c.Time, c.Cause = cs.endedAt, cs.endCause
-		c.DedupKey = cs.endKey + "|after|" + t.key
-		extra = append(extra, c)
-	}
-	commit := func() {
-		switch t.status {
-		case StatusEnded:
-			if !cs.ended || t.at.After(cs.endedAt) {
-				cs.ended, cs.endedAt = true, t.at
-				cs.endKey = t.key + "|call"
-				cs.endCause = strings.TrimSpace(t.n.Reason)
-			}
-		case StatusWarmTransfer, StatusColdTransfer:
-			if ag := t.agents(); len(ag) > 0 && !slices.ContainsFunc(cs.handovers, func(h handover) bool { return h.key == t.key }) {
-				h := handover{at: t.at, key: t.key, targets: ag}
-				if len(sigs) == 1 && sigs[0].State == events.Transferred {
-					sig := sigs[0]
-					h.signal = &sig
-				}
-				cs.handovers = append(cs.handovers, h)
-			}
-		}
-	}
-	return append(sigs, extra...), commit
 }
