@@ -240,10 +240,24 @@ type result struct {
 	changed []string // call keys to persist
 	deleted []string // call keys to delete
 	outcome string
+	marked  map[string]struct{} // changed, as a set once it grows
 }
 
 func (r *result) change(key string) {
-	if !slices.Contains(r.changed, key) {
+	if len(r.changed) < 16 {
+		if !slices.Contains(r.changed, key) {
+			r.changed = append(r.changed, key)
+		}
+		return
+	}
+	if r.marked == nil {
+		r.marked = make(map[string]struct{}, 2*len(r.changed))
+		for _, k := range r.changed {
+			r.marked[k] = struct{}{}
+		}
+	}
+	if _, ok := r.marked[key]; !ok {
+		r.marked[key] = struct{}{}
 		r.changed = append(r.changed, key)
 	}
 }

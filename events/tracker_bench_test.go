@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // heldCalls fills m with n answered calls in progress, each from its own
@@ -81,7 +83,10 @@ func BenchmarkHeldCallMemory(b *testing.B) {
 // have saved them.
 func seedCalls(b *testing.B, tr *Tracker, n int) {
 	b.Helper()
-	heldCalls(tr.m, n, t0)
+	heldCalls(tr.m, n, time.Now()) // in progress now: no timeout falls due
+	for _, c := range tr.m.calls {
+		c.Updated = time.Now()
+	}
 	var r result
 	for k := range tr.m.calls {
 		r.changed = append(r.changed, k)
@@ -96,8 +101,34 @@ func seedCalls(b *testing.B, tr *Tracker, n int) {
 
 // BenchmarkTrackerFold: signals folded per second through the journal (read,
 // folded, events and call records committed in groups) with 1 000 to
-// 100 000 calls held. One op is one signal.
+// 100 000 calls held. One op is one signal. Beside it, the floor: raw
+// asynchronous publishes to the same journal (SyncAlways: every message
+// is fsynced), one op one message.
 func BenchmarkTrackerFold(b *testing.B) {
+	b.Run("raw-publish", func(b *testing.B) {
+		j := openJournal(b, b.TempDir())
+		data := make([]byte, 300)
+		b.ResetTimer()
+		var futures []jetstream.PubAckFuture
+		for i := range b.N {
+			f, err := j.js.PublishAsync(j.n.eventsSubj+".bench", data, jetstream.WithMsgID(fmt.Sprint("m", i)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			futures = append(futures, f)
+			if len(futures) == maxBatch || i == b.N-1 {
+				for _, f := range futures {
+					select {
+					case <-f.Ok():
+					case err := <-f.Err():
+						b.Fatal(err)
+					}
+				}
+				futures = futures[:0]
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
 	for _, held := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("held=%d", held), func(b *testing.B) {
 			ctx := context.Background()
