@@ -349,22 +349,29 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 // ("none": the call has no leg of that identity), columns the signal; the
 // README carries the same table.
 //
-//	leg \ signal  ringing          answered              transferred (target leg)   ended
-//	none          ringing          answered [A|T]        answered [A|T] (ringing    (nothing to end)
-//	                                                     before the first answer)
-//	ringing       duplicate        answered [A|T]        answered [A|T]             ended [E]
-//	answered      stale            duplicate             duplicate                  ended [E]
-//	ended         ringing if later stale or answered      answered [A|T] if later    duplicate
-//	              by PBX time,     [A|T] if later by     by PBX time, else stale
-//	              else stale       PBX time
+//	leg \ signal  ringing           answered              transferred (to it)     ended
+//	none          ringing           answered [A|T]        answered [A|T]          remembered as ended
+//	                                                      (ringing before the     (its earlier signals
+//	                                                      first answer [H])       may still come)
+//	ringing       duplicate         answered [A|T]        answered [A|T]          ended [E]
+//	answered      stale             duplicate             duplicate               ended [E]
+//	ended         ringing if later  answered [A|T] if later by PBX time, or if    duplicate
+//	              by PBX time       it happened before the end (arrived late:
+//	              (late: counts     the leg stays ended); else stale
+//	              for a missed
+//	              call); else stale
 //
 // [A|T]: the first agent to answer gives Answered, a different agent later
 // gives Transfer (and ends the previous agent's legs); the same agent gives
-// nothing. An answer ends the legs still ringing (a ring group answered
-// elsewhere). [E]: when no leg is left ringing or answered the call ends:
-// Disconnected at once, or after TransferWindow for continuing sources. An
-// ended signal with an extension also ends every open leg of that extension;
-// one with neither leg id nor extension ends every leg. A signal older by
+// nothing. An answer ends the legs that rang before it by PBX time (a ring
+// group answered elsewhere). [H]: a transfer that arrived before the answer
+// it followed hands the call on once that answer arrives. [E]: when no leg
+// is left ringing or answered the call ends: Disconnected at once, or after
+// TransferWindow for continuing sources, for unanswered calls and for calls
+// whose signals are plainly incomplete (an end arrived before what it ends).
+// An ended signal with an extension also ends every open leg of that
+// extension; one with neither leg id nor extension ends every leg, and what
+// arrives later about an earlier moment is ended at once. A signal older by
 // PBX time than the leg's last state is stale.
 func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 	agent := m.agent(s)
