@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	b.requests = helpdeskRequests(b.reg)
 	sink := newCountingSink(b.robin, b.requests)
 	b.disp = events.NewDispatcher(events.DispatcherOptions{
-		Journal: b.journal, Sink: sink, Limiter: b.quota, Gate: b.breaker,
+		Journal: b.journal, Sink: sink, Limiter: b.quota, Gate: b.breaker, Committed: b.tracker,
 		Logger: log, Metrics: metrics, Workers: cfg.DeliveryWorkers, BackoffMax: cfg.Quota.RetryMax, AuthProbe: cfg.Quota.AuthProbe,
 	})
 

@@ -68,6 +68,20 @@ type DispatcherOptions struct {
 	AuthProbe time.Duration
 	// MaxBuffered bounds the events held in memory (default 10 000); the rest wait in the journal.
 	MaxBuffered int
+	// Committed, when set, holds back each event until the tracker that
+	// journaled it has also saved the call records behind it (*Tracker
+	// satisfies it). An event delivered (and removed) before that could be
+	// journaled again by a restart's replay, and the journal no longer
+	// remembers the id of a removed event once it restarts: it would be
+	// sent twice.
+	Committed Committer
+}
+
+// Committer tells how far journaled events are safe to deliver.
+type Committer interface {
+	// WaitCommitted returns once every event up to the EVENTS stream
+	// sequence seq is committed, or with ctx's error.
+	WaitCommitted(ctx context.Context, seq uint64) error
 }
 
 // item is one journaled event waiting for delivery.
@@ -189,6 +203,11 @@ func (d *Dispatcher) read(ctx context.Context, it jetstream.MessagesContext) err
 		md, err := msg.Metadata()
 		if err != nil {
 			return fmt.Errorf("dispatcher: %w", err)
+		}
+		if d.o.Committed != nil {
+			if err := d.o.Committed.WaitCommitted(ctx, md.Sequence.Stream); err != nil {
+				return nil // shutting down
+			}
 		}
 		var env Envelope
 		if err := json.Unmarshal(msg.Data(), &env); err != nil {

@@ -113,7 +113,7 @@ func startPipeline(t *testing.T, dir string, sink *recordingSink) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	disp := NewDispatcher(DispatcherOptions{Journal: j, Sink: sink, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	disp := NewDispatcher(DispatcherOptions{Journal: j, Sink: sink, Committed: tr, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{j: j, sink: sink, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup

@@ -61,6 +61,44 @@ type Tracker struct {
 	lagAge   atomic.Int64 // ns: how long the oldest signal of the last batch waited
 	// fakeClock: Now was given, and stands for the journal's time too.
 	fakeClock bool
+
+	// committed is the EVENTS stream sequence up to which every event's
+	// call records are saved; commitMu guards commitWake, closed and
+	// replaced when it moves.
+	committed  atomic.Uint64
+	commitMu   sync.Mutex
+	commitWake chan struct{}
+}
+
+// WaitCommitted returns once every event up to EVENTS sequence seq is
+// committed: journaled by a batch whose call records are saved too, or
+// journaled by someone else (a dead letter replayed) and seen at a tick.
+func (t *Tracker) WaitCommitted(ctx context.Context, seq uint64) error {
+	for {
+		t.commitMu.Lock()
+		wake := t.commitWake
+		t.commitMu.Unlock()
+		if t.committed.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
+// commitTo moves the committed sequence to seq (never back).
+func (t *Tracker) commitTo(seq uint64) {
+	if seq <= t.committed.Load() {
+		return
+	}
+	t.committed.Store(seq)
+	t.commitMu.Lock()
+	close(t.commitWake)
+	t.commitWake = make(chan struct{})
+	t.commitMu.Unlock()
 }
 
 // NewTracker prepares a tracker. It reads nothing: Run restores the calls
@@ -86,7 +124,7 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 	if o.Journal == nil {
 		return nil, errors.New("tracker: no journal")
 	}
-	t := &Tracker{o: o, log: o.Logger, m: newMachine(o.Policies, o.Numbers, o.Dir), fakeClock: fake}
+	t := &Tracker{o: o, log: o.Logger, m: newMachine(o.Policies, o.Numbers, o.Dir), fakeClock: fake, commitWake: make(chan struct{})}
 	t.m.warn = func(msg string, args ...any) { t.log.Warn(msg, args...) }
 	return t, nil
 }
@@ -283,10 +321,15 @@ func (t *Tracker) Run(ctx context.Context) error {
 	}
 }
 
-// runTick ends what is due, checkpoints and measures the lag.
+// runTick ends what is due, checkpoints and measures the lag. No batch is
+// half committed during a tick, so every event journaled so far is safe
+// to deliver (including those not journaled by the tracker).
 func (t *Tracker) runTick(ctx context.Context) error {
 	if err := t.commit(ctx, t.m.tick(t.o.Now())); err != nil {
 		return err
+	}
+	if info, err := t.o.Journal.events.Info(ctx); err == nil {
+		t.commitTo(info.State.LastSeq)
 	}
 	t.checkpoint(ctx)
 	t.measureLag(ctx)
@@ -378,7 +421,8 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 		}
 		pubs = append(pubs, pending{subj: j.n.eventsSubj + "." + subjectToken(env.Source), data: data, id: env.MsgID})
 	}
-	if err := t.publishAll(ctx, pubs); err != nil {
+	lastEvent, err := t.publishAll(ctx, pubs)
+	if err != nil {
 		return fmt.Errorf("tracker: publish events: %w", err)
 	}
 	for _, env := range r.events {
@@ -397,9 +441,12 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 		}
 		pubs = append(pubs, pending{subj: "$KV." + j.n.calls + "." + k, data: data})
 	}
-	if err := t.publishAll(ctx, pubs); err != nil {
+	if _, err := t.publishAll(ctx, pubs); err != nil {
 		return fmt.Errorf("tracker: save calls: %w", err)
 	}
+	// The events are safe to deliver now: a restart will not fold their
+	// signals again.
+	t.commitTo(lastEvent)
 	for _, k := range r.deleted {
 		if err := j.calls.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.log.Warn("tracker: forget call", "err", err)
@@ -418,7 +465,7 @@ type pending struct {
 // publishAll publishes msgs asynchronously and waits for every ack; what
 // failed is retried one by one until it succeeds or ctx ends (the journal
 // being briefly unavailable must stall the tracker, not lose state).
-func (t *Tracker) publishAll(ctx context.Context, msgs []pending) error {
+func (t *Tracker) publishAll(ctx context.Context, msgs []pending) (last uint64, err error) {
 	js := t.o.Journal.js
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	var failed []int
@@ -439,11 +486,12 @@ func (t *Tracker) publishAll(ctx context.Context, msgs []pending) error {
 			continue
 		}
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			last = max(last, ack.Sequence)
 		case <-f.Err():
 			failed = append(failed, i)
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 	}
 	for _, i := range failed {
@@ -453,14 +501,17 @@ func (t *Tracker) publishAll(ctx context.Context, msgs []pending) error {
 			if m.id != "" {
 				opts = append(opts, jetstream.WithMsgID(m.id))
 			}
-			_, err := js.Publish(ctx, m.subj, m.data, opts...)
+			ack, err := js.Publish(ctx, m.subj, m.data, opts...)
+			if err == nil {
+				last = max(last, ack.Sequence)
+			}
 			return err
 		})
 		if err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return last, nil
 }
 
 func (t *Tracker) checkpoint(ctx context.Context) {
