@@ -876,7 +876,7 @@ func (m *machine) find(s Signal, now time.Time) (string, *call) {
 			return k, m.calls[k]
 		}
 	}
-	if s.State == Ended || s.Remote == "" || !m.continuing(s.Source) {
+	if s.State == Ended || s.Remote == "" || !m.pol.Continuing[s.Source] {
 		return "", nil
 	}
 	remote := m.numbers.Normalize(s.Remote)

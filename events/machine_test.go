@@ -557,6 +557,21 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "continuing, TRANSFER_WINDOW=0: a hand-over while the first leg is up still joins",
+			pol:  func(p *Policies) { continuing(p); p.TransferWindow = 0 },
+			steps: []step{
+				sig(0, "a", Answered, "201"),
+				sig(20*s, "b", Answered, "202"),
+				sig(20*s, "a", Ended, "201"),
+				sig(50*s, "b", Ended, "202"),
+			},
+			want: []ev{
+				{EventAnswered, "a", "201", caller, did, "Inbound"},
+				{EventTransfer, "a", "202", caller, did, "Inbound"},
+				{EventDisconnected, "a", "202", caller, did, "Inbound"},
+			},
+		},
+		{
 			name: "a snapshot ends the legs its extension no longer has",
 			pol:  continuing,
 			steps: []step{
