@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,5 +308,42 @@ func waitUntil(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTrackerStatus: the tracker says "restoring" until it has read its
+// calls (intake works meanwhile: signals are journaled), then nothing; with
+// signals waiting longer than MaxLag it says "lagging" with the figure.
+func TestTrackerStatus(t *testing.T) {
+	j := openJournal(t, t.TempDir())
+	defer j.Close()
+	numbers, _ := phone.New(phone.Options{Region: "NL"})
+	d, _ := extensions.Load("", "")
+	tr, err := NewTracker(t.Context(), TrackerOptions{Journal: j, Numbers: numbers, Dir: d, Policies: defaultPolicies(), MaxLag: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := tr.Status(); !strings.HasPrefix(st, "restoring") {
+		t.Fatalf("status before Run: %q, want restoring", st)
+	}
+	publish(t, j, sig(0, "s1", Answered, "201")) // journaled while not restored
+	tr.lagN.Store(5)
+	tr.lagAge.Store(int64(3 * time.Second))
+	tr.restored.Store(true)
+	if st := tr.Status(); st != "lagging: 5 signals waiting, oldest 3s" {
+		t.Fatalf("status with a lag: %q", st)
+	}
+	tr.restored.Store(false)
+	tr.lagN.Store(0)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- tr.Run(ctx) }()
+	waitUntil(t, func() bool { return tr.Applied() >= 1 }, "tracker to fold the signal journaled while restoring")
+	if st := tr.Status(); st != "" {
+		t.Errorf("status after catching up: %q, want empty", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
