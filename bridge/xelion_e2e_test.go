@@ -163,3 +163,87 @@ func TestXelionConfig(t *testing.T) {
 		t.Errorf("XELION_PASSWORD_FILE: %q, %v", cfg.Xelion.Password, err)
 	}
 }
+
+// xelionCall rewrites a script's notifications into those of another call:
+// its callId, the customer's number and the agent's OID.
+func xelionCall(t *testing.T, steps []xeliontest.Step, callID, customer, agentOID string) []xeliontest.Step {
+	t.Helper()
+	out := make([]xeliontest.Step, 0, len(steps))
+	for _, st := range steps {
+		var m map[string]any
+		if err := json.Unmarshal(st.Notification, &m); err != nil {
+			t.Fatal(err)
+		}
+		n := m["notification"].(map[string]any)
+		n["callId"], n["callerPhoneNumber"] = callID, customer
+		n["calleeAddressable"].(map[string]any)["oid"] = agentOID
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, xeliontest.Step{Notification: b})
+	}
+	return out
+}
+
+// TestXelionHangUpWhileDisconnected: two answered calls; while the bridge's
+// WebSocket is down one of them hangs up, and Xelion never sends that
+// hang-up. Once the bridge reconnects it reads the running calls and ROBIN
+// gets that call's Disconnected right away, not at CALL_TIMEOUT (4h); the
+// call still running is not ended until its own hang-up.
+func TestXelionHangUpWhileDisconnected(t *testing.T) {
+	sc, err := xeliontest.LoadScript(filepath.Join("..", "testdata", "xelion", "calls", "answered.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const gone, stays, dave = "1709632800.101", "1709632800.202", "+31687654321"
+	staySteps := xelionCall(t, sc.Steps, stays, dave, "1650940")
+	tb, fake := startXelionBridge(t, xeliontest.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := fake.Play(ctx, append(append([]xeliontest.Step{}, sc.Steps[:2]...), staySteps[:2]...)); err != nil {
+		t.Fatal(err)
+	}
+	tb.WaitEvents(t, 2)
+
+	fake.RefuseWebsockets(1 << 20)
+	fake.Drop(false)
+	if err := fake.WaitFor(ctx, func(st xeliontest.Stats) bool { return st.RefusedWebsockets > 0 }); err != nil {
+		t.Fatalf("the bridge did not try to reconnect: %v", err)
+	}
+	if !fake.HangUp(gone) {
+		t.Fatalf("call %s was not running on the fake", gone)
+	}
+	fake.RefuseWebsockets(0)
+	got := tb.WaitEvents(t, 3)
+	last := got[len(got)-1].Event
+	if last.Type != "Disconnected" || last.ID != gone || last.PhoneExtension != "201" {
+		t.Fatalf("after the reconnect ROBIN got %+v, want the Disconnected of %s on 201", last, gone)
+	}
+	// The resync counts the calls it ends before journaling them: B, had it
+	// been ended too, would be counted by now.
+	if n := threecxMetric(t, tb, "voipbridge_xelion_resync_ended_calls_total"); n != 1 {
+		t.Errorf("voipbridge_xelion_resync_ended_calls_total = %v, want 1: only the call hung up while disconnected", n)
+	}
+
+	if err := fake.Play(ctx, staySteps[2:]); err != nil {
+		t.Fatal(err)
+	}
+	got = tb.WaitEvents(t, 4)
+	byCall := map[string][]wantEvent{}
+	for _, e := range eventsOf(got) {
+		byCall[e.ID] = append(byCall[e.ID], e)
+	}
+	want := map[string][]wantEvent{
+		gone:  {{"Answered", gone, "201", "+31612345678", "+31152511401", "Inbound"}, {"Disconnected", gone, "201", "+31612345678", "+31152511401", "Inbound"}},
+		stays: {{"Answered", stays, "202", dave, "+31152511401", "Inbound"}, {"Disconnected", stays, "202", dave, "+31152511401", "Inbound"}},
+	}
+	if d := cmp.Diff(want, byCall); d != "" {
+		t.Fatalf("events at ROBIN (-want +got):\n%s", d)
+	}
+	for _, r := range got {
+		if r.Duplicate || r.OutOfOrder {
+			t.Fatalf("ROBIN flagged %+v", r.Event)
+		}
+	}
+}

@@ -24,6 +24,11 @@
 //     the directory maps either.
 //   - callTransferredEvent is taken to carry the transferred call's callId
 //     and the parties of the call after the transfer, in the CallEvent shape.
+//   - After every (re)connect the source reads the running calls (GET
+//     communications/active_channels, documented) and ends the calls it
+//     holds live that no longer run. That an active channel's callId is the
+//     callId of the call events is assumed; resync.go says what is
+//     documented and how the source guards against the assumption failing.
 //
 // Xelion documents that an attended transfer (customer C talks to A, A calls
 // B, A transfers C to B) produces hang-ups for C→A, A→B, A→B again and, at

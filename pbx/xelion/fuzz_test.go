@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,81 @@ func FuzzDecode(f *testing.F) {
 					t.Fatal("no signal and no reason")
 				}
 			}
+		}
+	})
+}
+
+// FuzzDecodeActiveChannels: any answer to the active channels request
+// either fails to decode or gives call ids that are not empty; ending the
+// calls it no longer lists, in the middle of calls of every shape, gives
+// valid signals with distinct dedup keys, and reading it twice changes
+// nothing more.
+func FuzzDecodeActiveChannels(f *testing.F) {
+	f.Add([]byte(`{"data":[{"object":{"callId":"SIP/wes-000001d8","channelId":"SIP/wes-000001d8","state":"CONNECTED","role":"CALLER"}}],"meta":{}}`))
+	f.Add([]byte(`{"data":[]}`))
+	f.Add([]byte(`{"data":[{"object":{"callId":1709633400.108}},{"object":{"callId":"1709633460.110"}}]}`))
+	f.Add([]byte(`{"data":[{"object":{"callId":null}}]}`))
+	calls, _ := filepath.Glob("../../testdata/xelion/calls/*.json")
+	var prelude [][]byte
+	for _, file := range calls {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		var sc struct {
+			Steps []struct {
+				Notification json.RawMessage `json:"notification"`
+			} `json:"steps"`
+		}
+		if json.Unmarshal(b, &sc) != nil {
+			continue
+		}
+		for i, st := range sc.Steps {
+			// Every call's beginning, so that calls are live.
+			if len(st.Notification) > 0 && i < len(sc.Steps)/2 {
+				prelude = append(prelude, st.Notification)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		running, err := DecodeActiveChannels(data)
+		if err != nil {
+			return
+		}
+		for id := range running {
+			if id == "" || strings.TrimSpace(id) != id {
+				t.Fatalf("call id %q", id)
+			}
+		}
+		now := time.Date(2024, 3, 5, 10, 0, 0, 0, time.UTC)
+		tr := newTranslator(func() time.Time { return now })
+		for _, p := range prelude {
+			if ev, err := Decode(p); err == nil {
+				tr.apply(ev)
+			}
+		}
+		sigs, ended, ok := tr.gone(running)
+		if !ok && len(sigs) != 0 {
+			t.Fatal("signals from a list not used")
+		}
+		seen := map[string]bool{}
+		for _, s := range sigs {
+			if err := s.Validate(); err != nil && !events.TextFault(s, err) {
+				t.Fatalf("invalid signal %+v: %v", s, err)
+			}
+			if s.State != events.Ended || s.Cause != CauseGone {
+				t.Fatalf("signal %+v, want an end with cause gone", s)
+			}
+			if seen[s.DedupKey] {
+				t.Fatalf("dedup key %q twice", s.DedupKey)
+			}
+			seen[s.DedupKey] = true
+		}
+		if ended > 0 && len(sigs) == 0 {
+			t.Fatal("calls ended without signals")
+		}
+		if again, _, _ := tr.gone(running); len(again) != 0 {
+			t.Fatalf("the same list again gave %d signals", len(again))
 		}
 	})
 }

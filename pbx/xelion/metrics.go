@@ -32,6 +32,10 @@ type metrics struct {
 	session    *prometheus.CounterVec // by request and result
 	reconnects prometheus.Counter
 	connected  prometheus.Gauge
+	// resync counts readings of the running calls after a (re)connect, by
+	// result; resyncEnded the calls they ended.
+	resync      *prometheus.CounterVec
+	resyncEnded prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -65,6 +69,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "voipbridge_xelion_connected",
 			Help: "1 while the Xelion WebSocket is open and subscribed, else 0.",
 		}),
+		resync: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "voipbridge_xelion_resync_total",
+			Help: "Readings of the running calls (GET communications/active_channels) after a (re)connect, by result (ok; error: not read; unmatched: names no call the source knows, not used).",
+		}, []string{"result"}),
+		resyncEnded: f.NewCounter(prometheus.CounterOpts{
+			Name: "voipbridge_xelion_resync_ended_calls_total",
+			Help: "Calls ended because they were no longer running on Xelion after a (re)connect: their hang-up was missed while disconnected.",
+		}),
 	}
 	for _, t := range append([]string{typeOther}, Subscriptions...) {
 		m.received.WithLabelValues(t)
@@ -77,5 +89,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.signals.WithLabelValues(string(s))
 	}
 	m.sigDrops.WithLabelValues(reasonInvalid)
+	for _, r := range []string{resyncOK, resyncError, resyncUnmatched} {
+		m.resync.WithLabelValues(r)
+	}
 	return m
 }

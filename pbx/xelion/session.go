@@ -49,23 +49,48 @@ type rest struct {
 	timeout time.Duration
 }
 
-// do sends one request. token may be empty (login); body is JSON-encoded
-// unless nil; out, unless nil, receives the JSON answer.
+// Bounds of a REST answer read into memory. A list of running channels
+// grows with the tenant's calls; every other answer is a small object.
+const (
+	maxAnswer     = 1 << 20
+	maxListAnswer = 16 << 20
+)
+
+// do sends one POST request. token may be empty (login); body is
+// JSON-encoded unless nil; out, unless nil, receives the JSON answer.
 func (r *rest) do(ctx context.Context, op, path, token string, body, out any) error {
+	data, err := r.send(ctx, http.MethodPost, op, path, token, body, maxAnswer)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s: answer is not the expected JSON: %w", op, err)
+	}
+	return nil
+}
+
+// get sends one GET request and returns the answer's body.
+func (r *rest) get(ctx context.Context, op, path, token string) ([]byte, error) {
+	return r.send(ctx, http.MethodGet, op, path, token, nil, maxListAnswer)
+}
+
+// send makes one request and returns the body of a 2xx answer; an answer
+// longer than limit is an error, never silently cut.
+func (r *rest) send(ctx context.Context, method, op, path, token string, body any, limit int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	u := r.base.ResolveReference(&url.URL{Path: path})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -76,23 +101,20 @@ func (r *rest) do(ctx context.Context, op, path, token string, body, out any) er
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, redact(err))
+		return nil, fmt.Errorf("%s: %w", op, redact(err))
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return fmt.Errorf("%s: read answer: %w", op, err)
+		return nil, fmt.Errorf("%s: read answer: %w", op, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		return &statusError{op: op, status: resp.StatusCode, code: xelionCode(data)}
+		return nil, &statusError{op: op, status: resp.StatusCode, code: xelionCode(data)}
 	}
-	if out == nil {
-		return nil
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: answer is longer than %d bytes", op, limit)
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s: answer is not the expected JSON: %w", op, err)
-	}
-	return nil
+	return data, nil
 }
 
 // xelionCode finds Xelion's numeric error code in an error body, or 0.

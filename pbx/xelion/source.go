@@ -66,6 +66,9 @@ type Source struct {
 	// pending holds signals translated but not yet journaled. They are
 	// journaled before anything else is read, also after a reconnect.
 	pending []events.Signal
+	// resyncLast is the last problem reading the running calls, "" after
+	// a success: a problem is logged when it changes.
+	resyncLast string
 }
 
 // New checks the options and returns a Source that has not connected yet.
@@ -143,9 +146,10 @@ func (s *Source) Connected() bool { return s.connected.Load() }
 // failure ends the connection; the signals not yet journaled are kept and
 // journaled first when the journal works again, never dropped, except one
 // the journal refuses as invalid, which no retry can change. Xelion does
-// not replay what happened while the bridge was not connected, and has no
-// snapshot of running calls for an admin session: a call that ended then is
-// ended by the tracker's timeout.
+// not replay what happened while the bridge was not connected: after every
+// (re)connect the source reads the PBX's running calls and ends the calls
+// it holds live that no longer run (see resync); when they cannot be read,
+// such a call is ended by the tracker's timeout.
 func (s *Source) Run(ctx context.Context) error {
 	keepCtx, stopKeep := context.WithCancel(ctx)
 	defer stopKeep()
@@ -209,7 +213,8 @@ func (s *Source) setConnected(up bool) {
 }
 
 // connect runs one connection: journal what is pending, get a token and a
-// WebSocket URL, open it, subscribe and read until something fails.
+// WebSocket URL, open it, subscribe, end the calls that ended while the
+// source was away and read until something fails.
 func (s *Source) connect(ctx context.Context) error {
 	if err := s.flush(ctx); err != nil {
 		return err
@@ -228,6 +233,13 @@ func (s *Source) connect(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", t, err)
 		}
+	}
+	// The running calls are read after subscribing, so that no hang-up falls
+	// between the two: one after the list is queued on the socket (and
+	// dropped as after_end when the list already ended its call).
+	if err := s.resync(ctx); err != nil {
+		conn.Close(websocket.StatusTryAgainLater, "journal unavailable")
+		return err
 	}
 	s.setConnected(true)
 

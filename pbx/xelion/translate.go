@@ -21,6 +21,10 @@ const (
 	CauseChannel = "channel-hungup"
 	// CauseConsultEnded: a consultation ended without a transfer.
 	CauseConsultEnded = "consultation-ended"
+	// CauseGone: the call was live for the source but no longer among the
+	// PBX's running calls when it read them after a (re)connect: it ended
+	// while the source was not listening.
+	CauseGone = "gone"
 )
 
 // How long the translator remembers things.

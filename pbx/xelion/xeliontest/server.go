@@ -1,7 +1,9 @@
 // Package xeliontest is a fake Xelion server for tests: the session API
 // (me/login, me/renew, me/websocket, me/logout) with expiring tokens and
-// one-off WebSocket URLs, and a WebSocket that delivers the notifications a
-// test sends to a client subscribed to their type.
+// one-off WebSocket URLs, a WebSocket that delivers the notifications a
+// test sends to a client subscribed to their type, and the list of active
+// channels (communications/active_channels) of the calls those
+// notifications started and did not end (see calls.go).
 //
 // It listens on 127.0.0.1 only. Start it with Start (or New and Server.Start),
 // configure the source with Server.URL, and play calls with Send or Play.
@@ -46,6 +48,11 @@ type Stats struct {
 	Logins, FailedLogins, Renewals, WebsocketURLs, Connections, Logouts int
 	// Unauthorized counts REST requests answered 401.
 	Unauthorized int
+	// RefusedWebsockets counts WebSocket handshakes refused (RefuseWebsockets).
+	RefusedWebsockets int
+	// ActiveChannelRequests counts requests for the active channels that
+	// were authorized, refused ones included.
+	ActiveChannelRequests int
 	// Subscribed lists the notification types the current connection
 	// subscribed to.
 	Subscribed []string
@@ -54,6 +61,9 @@ type Stats struct {
 type session struct {
 	token, renewal, userSpace string
 	validUntil                time.Time
+	// listed: the session asked for the active channels since it last
+	// asked for a WebSocket URL (a client reconnecting asks for both).
+	listed bool
 }
 
 type conn struct {
@@ -80,6 +90,11 @@ type Server struct {
 	changed  chan struct{} // closed and replaced on every change
 	sendMu   sync.Mutex
 	refuseWS int // WebSocket handshakes still to refuse
+
+	calls      map[string]*runningCall // by callId
+	callSeq    int
+	listing    bool // a client asked for the active channels
+	refuseList int  // active channel requests still to refuse
 }
 
 // TB is the part of testing.TB that Start uses (an interface, so that the
@@ -126,6 +141,7 @@ func New(opts Options) *Server {
 		mux:      http.NewServeMux(),
 		sessions: map[string]*session{},
 		oneOff:   map[string]*session{},
+		calls:    map[string]*runningCall{},
 		changed:  make(chan struct{}),
 		stop:     make(chan struct{}),
 	}
@@ -134,6 +150,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST "+api+"renew", s.renew)
 	s.mux.HandleFunc("POST "+api+"websocket", s.websocketURL)
 	s.mux.HandleFunc("POST "+api+"logout", s.logout)
+	s.mux.HandleFunc("GET /api/v1/"+opts.Tenant+"/communications/active_channels", s.activeChannels)
 	s.mux.HandleFunc("GET /websocket/{id}", s.accept)
 	return s
 }
@@ -382,6 +399,7 @@ func (s *Server) websocketURL(w http.ResponseWriter, r *http.Request) {
 	}
 	id := random()
 	s.mu.Lock()
+	sess.listed = false
 	s.oneOff[id] = sess
 	s.stats.WebsocketURLs++
 	s.changedLocked()
@@ -418,6 +436,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request) {
 	refuse := sess != nil && s.refuseWS > 0
 	if refuse {
 		s.refuseWS--
+		s.stats.RefusedWebsockets++
 		s.changedLocked()
 	}
 	s.mu.Unlock()
@@ -571,7 +590,11 @@ var ErrNoClient = errors.New("xeliontest: no client subscribed to the notificati
 
 // Send writes one WebSocket message to the current client. For a
 // notification it first waits until a client is subscribed to its type;
-// anything else waits for a client.
+// anything else waits for a client. Once a client has asked for the active
+// channels, a client that opened a new WebSocket gets messages only after
+// it asked for them again: what a notification changes is then never also
+// in the list the client read on connecting. A notification sent changes
+// the fake's running calls.
 func (s *Server) Send(ctx context.Context, msg []byte) error {
 	var m struct {
 		NotificationType string `json:"notificationType"`
@@ -595,12 +618,17 @@ func (s *Server) send(ctx context.Context, msg []byte, notificationType string) 
 	for {
 		s.mu.Lock()
 		c, ch := s.cur, s.changed
-		ready := c != nil && (m.NotificationType == "" || slices.Contains(c.subscribed, m.NotificationType))
+		ready := c != nil && (m.NotificationType == "" || slices.Contains(c.subscribed, m.NotificationType)) &&
+			(c.sess.listed || !s.listing)
 		s.mu.Unlock()
 		if ready {
 			if err := c.ws.Write(ctx, websocket.MessageText, msg); err != nil {
 				return fmt.Errorf("xeliontest: write: %w", err)
 			}
+			s.mu.Lock()
+			s.noteLocked(msg)
+			s.changedLocked()
+			s.mu.Unlock()
 			return nil
 		}
 		select {
