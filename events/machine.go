@@ -100,15 +100,18 @@ type call struct {
 	ID string `json:"id"` // event Id: the PBX call id of the customer call
 	// Gen tells apart calls that reuse one PBX call id: the PBX time of the
 	// call's first signal (Unix ns). 0 in records of versions before it.
-	Gen        int64     `json:"gen,omitempty"`
-	Source     string    `json:"source"`
-	CallIDs    []string  `json:"call_ids"` // every PBX call id of its legs
-	Direction  Direction `json:"direction"`
-	Remote     string    `json:"remote,omitempty"`
-	RemoteRaw  string    `json:"remote_raw,omitempty"`
-	Anonymous  bool      `json:"anonymous,omitempty"`
-	Referrer   string    `json:"referrer,omitempty"`
-	Ignore     string    `json:"ignore,omitempty"` // why the call is not reported
+	Gen       int64     `json:"gen,omitempty"`
+	Source    string    `json:"source"`
+	CallIDs   []string  `json:"call_ids"` // every PBX call id of its legs
+	Direction Direction `json:"direction"`
+	Remote    string    `json:"remote,omitempty"`
+	RemoteRaw string    `json:"remote_raw,omitempty"`
+	Anonymous bool      `json:"anonymous,omitempty"`
+	Referrer  string    `json:"referrer,omitempty"`
+	Ignore    string    `json:"ignore,omitempty"` // why the call is not reported
+	// Internal: a call between extensions; From is its caller's extension.
+	Internal   bool      `json:"internal,omitempty"`
+	From       string    `json:"from,omitempty"`
 	Phase      phase     `json:"phase"`
 	Agent      string    `json:"agent,omitempty"`       // agent on the call now
 	LastRang   string    `json:"last_rang,omitempty"`   // last agent that rang
@@ -375,6 +378,16 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 // PBX time than the leg's last state is stale.
 func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 	agent := m.agent(s)
+	if c.Internal {
+		if c.From == "" {
+			c.From = m.internalCaller(s)
+		}
+		if s.Direction == Outbound {
+			// The caller's own leg of a call between extensions: it follows
+			// the call, but its agent neither rings nor answers.
+			agent = ""
+		}
+	}
 	lk := legKey(s)
 	switch s.State {
 	case Ringing, Answered, Transferred:
@@ -809,6 +822,9 @@ func (m *machine) finish(c *call, now time.Time, r *result) {
 // not to be reported.
 func (m *machine) emit(c *call, t EventType, now time.Time, r *result) {
 	number := c.Remote
+	if c.Internal && c.From != "" {
+		number = c.From
+	}
 	if c.Anonymous || c.RemoteRaw == "" {
 		// Withheld, or no signal ever carried a number.
 		number = m.pol.AnonymousNumber
@@ -1021,12 +1037,28 @@ func (m *machine) fillNumbers(c *call, s Signal) {
 	case phone.Anonymous:
 		c.Remote, c.Anonymous = "", true
 	case phone.Internal:
+		// A call between two extensions is reported from the callee's
+		// side: the callee's agent, the caller's extension as the number.
+		c.Internal, c.Direction = true, Inbound
 		if !m.pol.ReportInternal {
 			c.Ignore = "internal"
 		}
 	case phone.Invalid:
 		m.warn("number is not valid; sending it cleaned", "call_id", c.ID, "source", c.Source, "number", n.E164)
 	}
+}
+
+// internalCaller is the caller of a call between extensions as a signal
+// tells it: the extension of the caller's own leg (outbound), or the other
+// party of the callee's leg. "" when the signal says neither.
+func (m *machine) internalCaller(s Signal) string {
+	if s.Direction == Outbound {
+		return s.Extension
+	}
+	if s.Remote == "" {
+		return ""
+	}
+	return m.numbers.Normalize(s.Remote).E164
 }
 
 // referrer returns the company number to send as PhoneReferrer, or "".

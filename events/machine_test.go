@@ -298,6 +298,55 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "internal call 201 → 202 (one call id), the caller's dialog first: once, from the callee's side",
+			pol:  func(p *Policies) { p.ReportInternal = true },
+			steps: []step{
+				sig(0, "i1", Ringing, "201", remote("202"), dialled(""), outbound, legID("d1@201")),
+				sig(0, "i1", Ringing, "202", remote("201"), dialled(""), legID("d2@202")),
+				sig(2*s, "i1", Answered, "201", remote("202"), dialled(""), outbound, legID("d1@201")),
+				sig(2*s, "i1", Answered, "202", remote("201"), dialled(""), legID("d2@202")),
+				sig(9*s, "i1", Ended, "201", dialled(""), outbound, legID("d1@201")),
+				sig(9*s, "i1", Ended, "202", dialled(""), legID("d2@202")),
+			},
+			want: []ev{
+				{EventAnswered, "i1", "202", "201", "", "Inbound"},
+				{EventDisconnected, "i1", "202", "201", "", "Inbound"},
+			},
+		},
+		{
+			name: "internal call 201 → 202 (one call id), the callee's dialog first: the same",
+			pol:  func(p *Policies) { p.ReportInternal = true },
+			steps: []step{
+				sig(0, "i1", Ringing, "202", remote("201"), dialled(""), legID("d2@202")),
+				sig(0, "i1", Ringing, "201", remote("202"), dialled(""), outbound, legID("d1@201")),
+				sig(2*s, "i1", Answered, "202", remote("201"), dialled(""), legID("d2@202")),
+				sig(2*s, "i1", Answered, "201", remote("202"), dialled(""), outbound, legID("d1@201")),
+				sig(9*s, "i1", Ended, "202", dialled(""), legID("d2@202")),
+				sig(9*s, "i1", Ended, "201", dialled(""), outbound, legID("d1@201")),
+			},
+			want: []ev{
+				{EventAnswered, "i1", "202", "201", "", "Inbound"},
+				{EventDisconnected, "i1", "202", "201", "", "Inbound"},
+			},
+		},
+		{
+			name: "internal call through a B2BUA (a call id per dialog): only the callee's call is reported",
+			pol:  func(p *Policies) { p.ReportInternal = true; continuing(p) },
+			steps: []step{
+				sig(0, "x1", Ringing, "201", remote("202"), dialled(""), outbound, legID("d1@201")),
+				sig(0, "x2", Ringing, "202", remote("201"), dialled(""), legID("d2@202")),
+				sig(2*s, "x1", Answered, "201", remote("202"), dialled(""), outbound, legID("d1@201")),
+				sig(2*s, "x2", Answered, "202", remote("201"), dialled(""), legID("d2@202")),
+				sig(9*s, "x1", Ended, "201", dialled(""), outbound, legID("d1@201")),
+				sig(9*s, "x2", Ended, "202", dialled(""), legID("d2@202")),
+				tick(20 * s),
+			},
+			want: []ev{
+				{EventAnswered, "x2", "202", "201", "", "Inbound"},
+				{EventDisconnected, "x2", "202", "201", "", "Inbound"},
+			},
+		},
+		{
 			name: "anonymous caller gets the configured value",
 			steps: []step{
 				sig(0, "c1", Answered, "201", remote("sip:anonymous@anonymous.invalid")),
