@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -130,28 +130,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		fmt.Fprintln(w, "ok")
 	})
 	b.mux.HandleFunc("GET /readyz", b.serveReady)
+	b.mux.HandleFunc("GET /v1/status", b.serveStatus)
 	b.mux.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg}))
 	b.addReady("journal", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return b.journal.Ready(ctx)
+		if err := b.journal.Ready(ctx); err != nil {
+			return intakeDown{err}
+		}
+		return nil
 	})
 	b.addReady("tracker", func() error {
 		if st := b.tracker.Status(); st != "" {
 			// Intake works while the tracker restores or catches up.
-			return degraded(st)
+			return errors.New(st)
 		}
 		return nil
 	})
-	b.addReady("delivery", func() error {
-		if r := b.disp.Paused(); r != "" {
-			return fmt.Errorf("paused: %s", r)
-		}
-		if st := b.breaker.State(); st != "closed" {
-			return fmt.Errorf("helpdesk unreachable: circuit breaker %s", st)
-		}
-		return nil
-	})
+	b.addReady("delivery", func() error { return b.deliveryCheck() })
 
 	b.mountAdmin()
 
@@ -251,11 +247,12 @@ func (b *Bridge) goRun(name string, f func(ctx context.Context) error) {
 	})
 }
 
-// degraded is a readiness problem that leaves intake working: /readyz
-// names it but still answers 200.
-type degraded string
+// intakeDown is a check failing in a way that stops intake: the PBX's
+// signals cannot be journaled. Only such a failure makes /readyz 503, so a
+// load balancer never cuts the PBX off because the helpdesk is down.
+type intakeDown struct{ error }
 
-func (d degraded) Error() string { return string(d) }
+func (e intakeDown) Unwrap() error { return e.error }
 
 func (b *Bridge) addReady(name string, check func() error) {
 	b.readyMu.Lock()
@@ -263,40 +260,102 @@ func (b *Bridge) addReady(name string, check func() error) {
 	b.ready[name] = check
 }
 
-// serveReady answers 200 when every check passes, else 503; both with a JSON
-// body naming each check's state.
-func (b *Bridge) serveReady(w http.ResponseWriter, _ *http.Request) {
+// checks runs every check and returns each one's state ("ok", "degraded:
+// …" or the problem) and whether intake works.
+func (b *Bridge) checks() (out map[string]string, intake bool) {
 	b.readyMu.Lock()
-	names := make([]string, 0, len(b.ready))
-	for n := range b.ready {
-		names = append(names, n)
-	}
 	checks := make(map[string]func() error, len(b.ready))
 	for n, c := range b.ready {
 		checks[n] = c
 	}
 	b.readyMu.Unlock()
-	sort.Strings(names)
-	status := http.StatusOK
-	out := map[string]string{}
+	out, intake = map[string]string{}, true
 	select {
 	case <-b.draining:
-		status, out["bridge"] = http.StatusServiceUnavailable, "shutting down"
+		out["bridge"], intake = "shutting down", false
 	default:
 	}
-	for _, n := range names {
-		var d degraded
-		if err := checks[n](); errors.As(err, &d) {
-			out[n] = "degraded: " + err.Error()
-		} else if err != nil {
-			status, out[n] = http.StatusServiceUnavailable, err.Error()
-		} else {
+	for n, check := range checks {
+		err := check()
+		var down intakeDown
+		switch {
+		case err == nil:
 			out[n] = "ok"
+		case errors.As(err, &down):
+			out[n], intake = err.Error(), false
+		default:
+			out[n] = "degraded: " + err.Error()
 		}
+	}
+	return out, intake
+}
+
+// serveReady answers 200 while intake works (the journal takes signals)
+// and 503 when it does not; the JSON body names each check's state, with
+// problems that leave intake working (the helpdesk down, a source
+// reconnecting, the tracker catching up) as "degraded: …".
+func (b *Bridge) serveReady(w http.ResponseWriter, _ *http.Request) {
+	out, intake := b.checks()
+	status := http.StatusOK
+	if !intake {
+		status = http.StatusServiceUnavailable
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// Status is the answer of GET /v1/status: what the bridge sees and how
+// delivery is doing, for operators and monitoring.
+type Status struct {
+	Intake   bool              `json:"intake"`
+	Checks   map[string]string `json:"checks"`
+	Tracker  TrackerStatus     `json:"tracker"`
+	Delivery DeliveryStatus    `json:"delivery"`
+}
+
+// TrackerStatus: how far the tracker is behind the journal.
+type TrackerStatus struct {
+	State      string  `json:"state"` // "ok", or restoring / lagging with the figures
+	LagSignals uint64  `json:"lag_signals"`
+	LagSeconds float64 `json:"lag_seconds"`
+}
+
+// DeliveryStatus: the helpdesk sink's state.
+type DeliveryStatus struct {
+	State   string `json:"state"` // "ok", or why delivery is held back
+	Paused  string `json:"paused,omitempty"`
+	Breaker string `json:"breaker"`
+	Pending uint64 `json:"pending_events"`
+}
+
+func (b *Bridge) serveStatus(w http.ResponseWriter, r *http.Request) {
+	checks, intake := b.checks()
+	st := Status{Intake: intake, Checks: checks}
+	n, age := b.tracker.Lag()
+	st.Tracker = TrackerStatus{State: cmp.Or(b.tracker.Status(), "ok"), LagSignals: n, LagSeconds: age.Seconds()}
+	st.Delivery = DeliveryStatus{State: "ok", Paused: b.disp.Paused(), Breaker: b.breaker.State()}
+	if err := b.deliveryCheck(); err != nil {
+		st.Delivery.State = err.Error()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if p, err := b.journal.Pending(ctx); err == nil {
+		st.Delivery.Pending = p
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(st)
+}
+
+// deliveryCheck says why delivery is held back, or nil.
+func (b *Bridge) deliveryCheck() error {
+	if r := b.disp.Paused(); r != "" {
+		return fmt.Errorf("paused: %s", r)
+	}
+	if st := b.breaker.State(); st != "closed" {
+		return fmt.Errorf("helpdesk unreachable: circuit breaker %s", st)
+	}
+	return nil
 }
 
 func (b *Bridge) journalKind() string {

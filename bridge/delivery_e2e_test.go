@@ -69,6 +69,20 @@ func readyz(t *testing.T, tb *testBridge) (int, map[string]string) {
 	return resp.StatusCode, body
 }
 
+func status(t *testing.T, tb *testBridge) Status {
+	t.Helper()
+	resp, err := http.Get(tb.URL + "/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var s Status
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -89,9 +103,16 @@ func TestOutageBreakerProbesAndDrainsInOrder(t *testing.T) {
 	start := time.Now()
 	want := postCalls(t, tb, "out", 10)
 	eventually(t, "the breaker to open", func() bool {
+		// Intake still works: /readyz stays 200 and names the outage.
 		st, body := readyz(t, tb)
-		return st == http.StatusServiceUnavailable && strings.Contains(body["delivery"], "circuit breaker")
+		if st != http.StatusOK {
+			t.Fatalf("readyz %d during a helpdesk outage: a load balancer would cut off the PBX", st)
+		}
+		return strings.Contains(body["delivery"], "degraded: helpdesk unreachable: circuit breaker")
 	})
+	if s := status(t, tb); !s.Intake || s.Delivery.Breaker != "open" || !strings.Contains(s.Delivery.State, "circuit breaker") || s.Delivery.Pending == 0 {
+		t.Fatalf("/v1/status during the outage: %+v", s)
+	}
 	openedAt := time.Now()
 	time.Sleep(3 * time.Second)
 	during := registerRequests(tb.Robin, openedAt.Add(-time.Millisecond))
@@ -109,7 +130,7 @@ func TestOutageBreakerProbesAndDrainsInOrder(t *testing.T) {
 	if len(got) != want {
 		t.Fatalf("got %d events, want %d", len(got), want)
 	}
-	eventually(t, "readiness after recovery", func() bool { st, _ := readyz(t, tb); return st == http.StatusOK })
+	eventually(t, "delivery after recovery", func() bool { return status(t, tb).Delivery.State == "ok" })
 }
 
 // TestRateLimitedWithRetryAfter: a 429 pauses delivery for Retry-After and is
@@ -146,8 +167,11 @@ func TestRateLimitedWithoutRetryAfter(t *testing.T) {
 		t.Fatalf("%d requests within 2s of a 429 without Retry-After; want the 60s pause", n)
 	}
 	st, body := readyz(t, tb)
-	if st != http.StatusServiceUnavailable || !strings.Contains(body["delivery"], "rate_limited") {
+	if st != http.StatusOK || !strings.Contains(body["delivery"], "rate_limited") {
 		t.Fatalf("readyz %d %v", st, body)
+	}
+	if s := status(t, tb); !strings.Contains(s.Delivery.Paused, "rate_limited") {
+		t.Fatalf("/v1/status: %+v", s)
 	}
 }
 
@@ -174,7 +198,7 @@ func TestAuthFailurePausesThenNewKeyDelivers(t *testing.T) {
 		}
 	}
 	st, body := readyz(t, tb)
-	if st != http.StatusServiceUnavailable || !strings.Contains(body["delivery"], "auth") {
+	if st != http.StatusOK || !strings.Contains(body["delivery"], "auth") {
 		t.Fatalf("readyz %d %v", st, body)
 	}
 	if dl, _ := tb.journal.DeadLetters(t.Context(), 0); len(dl) != 0 {

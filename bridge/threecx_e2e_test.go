@@ -155,7 +155,8 @@ func TestThreeCXReadiness(t *testing.T) {
 	srv.SetDown(true)
 	threecxWaitUntil(t, "/readyz reports 3CX down", func() bool {
 		code, body := threecxGet(t, tb.URL+"/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "3CX")
+		// Webhook intake is not the 3CX connection: /readyz stays 200.
+		return code == http.StatusOK && strings.Contains(body, `"threecx":"degraded: `) && strings.Contains(body, "3CX")
 	})
 	for _, path := range []string{"/readyz", "/metrics"} {
 		if _, body := threecxGet(t, tb.URL+path); strings.Contains(body, threecxSecret) {

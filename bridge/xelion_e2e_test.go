@@ -124,7 +124,8 @@ func TestXelionReadiness(t *testing.T) {
 	fake.Close()
 	threecxWaitUntil(t, "/readyz reports Xelion down", func() bool {
 		code, body := threecxGet(t, tb.URL+"/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "Xelion")
+		// Webhook intake is not the Xelion connection: /readyz stays 200.
+		return code == http.StatusOK && strings.Contains(body, `"xelion":"degraded: `) && strings.Contains(body, "Xelion")
 	})
 	for _, path := range []string{"/readyz", "/metrics"} {
 		if _, body := threecxGet(t, tb.URL+path); strings.Contains(body, xelionPassword) {
