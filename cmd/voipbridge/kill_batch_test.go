@@ -95,6 +95,15 @@ func TestKillNineMidBatch(t *testing.T) {
 			t.Errorf("after SIGTERM the bridge exited with %v, want 0", err)
 		}
 	}()
+	checkAfterKill(t, fake, addr, "b", calls)
+}
+
+// checkAfterKill waits until ROBIN holds both events of each of the calls
+// prefix0 … (naming the lost ones if it never does), then until the
+// bridge's queue is empty, and checks that at most one event came twice
+// (the delivery in flight at the kill) and none out of order.
+func checkAfterKill(t *testing.T, fake *robintest.Server, addr, prefix string, calls int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	distinct := func() map[string]int {
@@ -110,8 +119,8 @@ func TestKillNineMidBatch(t *testing.T) {
 			got := distinct()
 			for i := range calls {
 				for _, typ := range []string{"Answered", "Disconnected"} {
-					if got[fmt.Sprintf("b%d/%s", i, typ)] == 0 {
-						t.Errorf("lost: b%d %s", i, typ)
+					if got[fmt.Sprintf("%s%d/%s", prefix, i, typ)] == 0 {
+						t.Errorf("lost: %s%d %s", prefix, i, typ)
 					}
 				}
 			}
@@ -119,19 +128,9 @@ func TestKillNineMidBatch(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	// Every event is in; wait for the journal to be empty (no delivery is
+	// Every event is in; wait for the queue to be empty (no delivery is
 	// still to come), then count repeats.
-	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			m := string(b)
-			if strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"normal\"} 0\n") &&
-				strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"answered\"} 0\n") {
-				break
-			}
-		}
+	for !queueEmpty(addr) {
 		select {
 		case <-ctx.Done():
 			t.Fatal("the queue never emptied")
@@ -153,4 +152,17 @@ func TestKillNineMidBatch(t *testing.T) {
 			t.Errorf("out of order at ROBIN: %+v", r.Event)
 		}
 	}
+}
+
+// queueEmpty reports whether the bridge at addr says no event waits for delivery.
+func queueEmpty(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := string(b)
+	return strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"normal\"} 0\n") &&
+		strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"answered\"} 0\n")
 }

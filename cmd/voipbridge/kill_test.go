@@ -158,45 +158,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 			t.Errorf("after SIGTERM the bridge exited with %v, want 0", err)
 		}
 	}()
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel2()
-	unique := func() map[string]int {
-		m := map[string]int{}
-		for _, r := range fake.Events() {
-			m[r.Event.ID+"/"+string(r.Event.Type)]++
-		}
-		return m
-	}
-	for len(unique()) < 2*calls {
-		select {
-		case <-ctx2.Done():
-			t.Fatalf("after the restart ROBIN has %d of %d distinct events", len(unique()), 2*calls)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	time.Sleep(500 * time.Millisecond)
-	dups := 0
-	for k, n := range unique() {
-		if n > 1 {
-			dups += n - 1
-			t.Logf("received twice: %s", k)
-		}
-	}
-	for i := range calls {
-		for _, typ := range []string{"Answered", "Disconnected"} {
-			if unique()[fmt.Sprintf("k%d/%s", i, typ)] == 0 {
-				t.Errorf("lost: k%d %s", i, typ)
-			}
-		}
-	}
-	if dups > 1 {
-		t.Fatalf("%d duplicates; at most the one event in flight may repeat", dups)
-	}
-	for _, r := range fake.Events() {
-		if r.OutOfOrder {
-			t.Errorf("out of order at ROBIN: %+v", r.Event)
-		}
-	}
+	checkAfterKill(t, fake, addr, "k", calls)
 }
 
 // TestKillNineDuringOutage: ROBIN is down, the bridge holds the events and is
