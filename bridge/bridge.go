@@ -74,6 +74,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	}); err != nil {
 		return nil, err
 	}
+	didMap, err := ParseDIDMap(cfg.DIDMap)
+	if err != nil {
+		return nil, err
+	}
+	for k, n := range didMap {
+		if num := b.numbers.Normalize(n); num.Kind != phone.External {
+			return nil, fmt.Errorf("DID_MAP %s=%s: not a phone number of the plan (PHONE_REGION)", k, n)
+		}
+	}
 	metrics := events.NewMetrics(b.reg)
 	if b.tracker, err = events.NewTracker(ctx, events.TrackerOptions{
 		Journal: b.journal, Numbers: b.numbers, Dir: b.dir, Logger: log, Metrics: metrics, MaxLag: cfg.TrackerMaxLag,
@@ -84,6 +93,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 			CallTimeout:      cfg.CallTimeout,
 			TransferWindow:   cfg.TransferWindow,
 			CallIDReuseAfter: cfg.CallIDReuse,
+			DIDMap:           didMap,
 			// The sources that can continue a call under a new, unlinked
 			// call id, as they declare it.
 			Continuing: map[string]bool{sip.SourceName: sip.ContinuesCalls},

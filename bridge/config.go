@@ -59,7 +59,10 @@ type Config struct {
 	CallTimeout     time.Duration `env:"CALL_TIMEOUT" envDefault:"4h"`
 	TransferWindow  time.Duration `env:"TRANSFER_WINDOW" envDefault:"2s"`
 	CallIDReuse     time.Duration `env:"CALL_ID_REUSE_AFTER" envDefault:"10m"`
-	TrackerMaxLag   time.Duration `env:"TRACKER_MAX_LAG" envDefault:"30s"`
+	// DIDMap: DID_MAP, "source:line=number,…" and "source=number" (the
+	// source's default), parsed by ParseDIDMap.
+	DIDMap        string        `env:"DID_MAP"`
+	TrackerMaxLag time.Duration `env:"TRACKER_MAX_LAG" envDefault:"30s"`
 
 	Quota    QuotaConfig
 	SIP      SIPConfig
@@ -182,9 +185,43 @@ func (c *Config) validate() error {
 	if c.TrackerMaxLag < time.Second {
 		bad("TRACKER_MAX_LAG %s: want at least 1s", c.TrackerMaxLag)
 	}
+	if _, err := ParseDIDMap(c.DIDMap); err != nil {
+		errs = append(errs, err)
+	}
 	if c.InternalMaxDigits < 1 || c.InternalMaxDigits > 10 {
 		bad("INTERNAL_MAX_DIGITS %d: want 1 to 10", c.InternalMaxDigits)
 	}
 	errs = append(errs, c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
 	return errors.Join(errs...)
+}
+
+// ParseDIDMap reads DID_MAP: comma-separated "source:line=number" entries,
+// and "source=number" for a source's default (stored as "source:*"). The
+// numbers are checked against the phone plan when the bridge starts.
+func ParseDIDMap(v string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, e := range strings.Split(v, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		key, num, ok := strings.Cut(e, "=")
+		key, num = strings.TrimSpace(key), strings.TrimSpace(num)
+		if !ok || key == "" || num == "" {
+			return nil, fmt.Errorf("DID_MAP %q: want source:line=number or source=number", e)
+		}
+		source, line, hasLine := strings.Cut(key, ":")
+		if !hasLine || line == "" {
+			line = "*"
+		}
+		if source == "" || events.CheckText(line, events.MaxIDBytes) != "" {
+			return nil, fmt.Errorf("DID_MAP %q: the source or line is not usable", e)
+		}
+		k := source + ":" + line
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("DID_MAP: %s is given twice", k)
+		}
+		out[k] = num
+	}
+	return out, nil
 }

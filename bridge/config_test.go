@@ -34,12 +34,13 @@ func TestConfigReportsEveryProblem(t *testing.T) {
 		"NATS_REPLICAS=9",
 		"ROBIN_API_URL=ftp://x",
 		"JOURNAL_NAME=a.b",
+		"DID_MAP=threecx:trunk",
 	})
 	if err == nil {
 		t.Fatal("no error")
 	}
 	msg := err.Error()
-	for _, want := range []string{"ROBIN_API_KEY is required", "WEBHOOK_TOKEN is required", "CALL_TIMEOUT", "MISSED_CALLS", "LOG_FORMAT", "ROBIN_RATE_LIMITS", "ROBIN_QUOTA_SHARE", "NATS_REPLICAS", "ROBIN_API_URL", "JOURNAL_NAME"} {
+	for _, want := range []string{"ROBIN_API_KEY is required", "WEBHOOK_TOKEN is required", "CALL_TIMEOUT", "MISSED_CALLS", "LOG_FORMAT", "ROBIN_RATE_LIMITS", "ROBIN_QUOTA_SHARE", "NATS_REPLICAS", "ROBIN_API_URL", "JOURNAL_NAME", "DID_MAP"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error does not mention %s:\n%s", want, msg)
 		}
@@ -70,5 +71,21 @@ func TestConfigSecretsFromFiles(t *testing.T) {
 	_, err = LoadConfig([]string{"ROBIN_API_KEY_FILE=" + filepath.Join(dir, "missing"), "WEBHOOK_TOKEN=t"})
 	if err == nil || !strings.Contains(err.Error(), "ROBIN_API_KEY_FILE") {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestParseDIDMap: lines and per-source defaults; clear errors.
+func TestParseDIDMap(t *testing.T) {
+	m, err := ParseDIDMap(" threecx:10001=+31858770023, xelion=0858770099 ,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["threecx:10001"] != "+31858770023" || m["xelion:*"] != "0858770099" || len(m) != 2 {
+		t.Fatalf("parsed %v", m)
+	}
+	for _, bad := range []string{"threecx", "=+3185", "threecx:a=1,threecx:a=2", "threecx:\x1b=1"} {
+		if _, err := ParseDIDMap(bad); err == nil || !strings.Contains(err.Error(), "DID_MAP") {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }

@@ -46,6 +46,10 @@ type Policies struct {
 	// call ended at least this long before, by the signals' own time, starts
 	// a new call (CALL_ID_REUSE_AFTER; default 10m).
 	CallIDReuseAfter time.Duration
+	// DIDMap gives the company number (raw, normalised like any) of a call
+	// whose source sends no dialled number: by "source:line" (Signal.Line),
+	// else by "source:*", the source's default (DID_MAP).
+	DIDMap map[string]string
 	// Continuing names the sources that can continue a call under a new,
 	// unlinked call id (a B2BUA's dialog per phone, a transfer without
 	// Replaces). Only their calls are correlated by number and wait
@@ -1026,6 +1030,13 @@ func (m *machine) fillNumbers(c *call, s Signal) {
 	defer m.index(c)
 	if c.Referrer == "" && s.Dialled != "" {
 		c.Referrer = m.referrer(s.Dialled)
+	}
+	if c.Referrer == "" && len(m.pol.DIDMap) > 0 {
+		if n, ok := m.pol.DIDMap[s.Source+":"+s.Line]; ok && s.Line != "" {
+			c.Referrer = m.referrer(n)
+		} else if n, ok := m.pol.DIDMap[s.Source+":*"]; ok {
+			c.Referrer = m.referrer(n)
+		}
 	}
 	if c.RemoteRaw != "" || s.Remote == "" {
 		return

@@ -347,6 +347,22 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "DID_MAP: the company number from the line, else the source's default, when the PBX sends none",
+			pol: func(p *Policies) {
+				p.DIDMap = map[string]string{"generic:trunk-2": "0858770099", "generic:*": "+31858770011"}
+			},
+			steps: []step{
+				sig(0, "m1", Answered, "201", dialled(""), func(s *Signal) { s.Line = "trunk-2" }),
+				sig(1*s, "m2", Answered, "202", dialled(""), remote("0201234567")),
+				sig(2*s, "m3", Answered, "203", remote("0301234567")),
+			},
+			want: []ev{
+				{EventAnswered, "m1", "201", caller, "+31858770099", "Inbound"},
+				{EventAnswered, "m2", "202", "+31201234567", "+31858770011", "Inbound"},
+				{EventAnswered, "m3", "203", "+31301234567", did, "Inbound"},
+			},
+		},
+		{
 			name: "anonymous caller gets the configured value",
 			steps: []step{
 				sig(0, "c1", Answered, "201", remote("sip:anonymous@anonymous.invalid")),

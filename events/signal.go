@@ -96,6 +96,10 @@ type Signal struct {
 	DedupKey string `json:"dedup_key"`
 	// Open, for State Snapshot, holds the leg ids the extension has now.
 	Open []string `json:"open,omitempty"`
+	// Line is the PBX's name of the line or trunk the call came in on (or
+	// went out on), when it has one: DID_MAP turns it into the company
+	// number for PBXs that do not send the dialled number.
+	Line string `json:"line,omitempty"`
 }
 
 // Limits of the identifiers a signal carries, the same for every source.
@@ -170,6 +174,7 @@ func (s *Signal) Validate() error {
 		{"linked_call_id", s.LinkedCallID, MaxIDBytes},
 		{"extension", s.Extension, MaxExtensionBytes},
 		{"event_id", s.DedupKey, MaxIDBytes},
+		{"line", s.Line, MaxIDBytes},
 	} {
 		if p := CheckText(f.v, f.max); p != "" {
 			return bad(f.name, p)
