@@ -53,5 +53,44 @@ func Check(cfg Config) (string, error) {
 		admin = "on"
 	}
 	fmt.Fprintf(&b, "admin API:  %s\n", admin)
+	for _, w := range directoryWarnings(cfg, dir) {
+		fmt.Fprintf(&b, "warning:    %s\n", w)
+	}
 	return b.String(), nil
+}
+
+// directoryWarnings names the sources whose agents the directory cannot map:
+// a source with no entry that applies to it (scoped to it or unscoped), and
+// SIP extensions watched without an entry. Their calls would be reported
+// without an agent, or not at all.
+func directoryWarnings(cfg Config, dir *extensions.Directory) []string {
+	if dir.Open() {
+		return nil
+	}
+	var out []string
+	for _, s := range []struct {
+		on         bool
+		name, what string
+	}{
+		{cfg.SIP.Enabled(), "sip", "SIP"},
+		{cfg.ThreeCX.URL != "", "threecx", "3CX"},
+		{cfg.Xelion.URL != "", "xelion", "Xelion"},
+		{cfg.VoIPGRID.Enabled, "voipgrid", "Voys/VoIPGRID"},
+	} {
+		if s.on && len(dir.Agents(s.name)) == 0 {
+			out = append(out, fmt.Sprintf("%s is on, but no entry of EXTENSIONS/EXTENSIONS_FILE applies to it (source %q or none): its calls will have no agent", s.what, s.name))
+		}
+	}
+	if cfg.SIP.Enabled() {
+		var missing []string
+		for _, ext := range cfg.SIP.Extensions {
+			if _, ok := dir.Lookup("sip", ext); !ok {
+				missing = append(missing, ext)
+			}
+		}
+		if len(missing) > 0 {
+			out = append(out, "SIP_EXTENSIONS without an agent in EXTENSIONS/EXTENSIONS_FILE: "+strings.Join(missing, ", "))
+		}
+	}
+	return out
 }

@@ -77,4 +77,22 @@ func TestCheck(t *testing.T) {
 	if strings.Contains(out.String(), "=k") {
 		t.Fatal("check shows a secret")
 	}
+	// A source whose agents the directory cannot map is named.
+	out.Reset()
+	errOut.Reset()
+	if err := os.WriteFile(csv, []byte("pbx_id,robin_extension,name,email,source\n201,301,Ann,ann@example.com,voipgrid\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append(base, "VOIPGRID_ENABLED=true", "SIP_SERVER=127.0.0.1:5060", "SIP_EXTENSIONS=201,202")
+	if code := run([]string{"check"}, env, &out, &errOut); code != 0 {
+		t.Fatalf("valid configuration: %d %s", code, errOut.String())
+	}
+	for _, want := range []string{"warning:    SIP is on, but no entry", "SIP_EXTENSIONS without an agent in EXTENSIONS/EXTENSIONS_FILE: 201, 202"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "Voys/VoIPGRID is on, but") {
+		t.Errorf("warned about a source that has agents:\n%s", out.String())
+	}
 }
