@@ -15,7 +15,8 @@ import (
 // SUBSCRIBE (Event: dialog) per extension to the PBX at SIP_SERVER. The
 // variables are those of sip.Config (SIP_SERVER, SIP_DOMAIN, SIP_TRANSPORT,
 // SIP_LISTEN, SIP_CONTACT_HOST, SIP_USERNAME, SIP_PASSWORD, SIP_EXPIRES,
-// SIP_EXTENSIONS, SIP_SUBSCRIBE_RATE). The source runs when SIP_SERVER is set.
+// SIP_EXTENSIONS, SIP_SUBSCRIBE_RATE, SIP_KEEPALIVE). The source runs when
+// SIP_SERVER is set.
 type SIPConfig struct {
 	sip.Config
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	gosip "github.com/emiago/sipgo/sip"
 
@@ -47,6 +48,14 @@ type Config struct {
 	// that hundreds of extensions do not hit the PBX in one burst; default 20,
 	// negative means unlimited.
 	SubscribeRate float64 `env:"SIP_SUBSCRIBE_RATE" envDefault:"20"`
+	// Keepalive is how often an OPTIONS goes to the PBX to notice at once
+	// that it restarted and forgot every subscription (which a refresh would
+	// notice only after up to three quarters of SIP_EXPIRES): an OPTIONS that
+	// goes unanswered, or a TCP/TLS connection the PBX closed, makes every
+	// extension re-subscribe as soon as the PBX answers again. The
+	// environment default is 15s; 0 (also the zero value of the field) turns
+	// it off; otherwise it must be 100ms to 1h.
+	Keepalive time.Duration `env:"SIP_KEEPALIVE" envDefault:"15s"`
 }
 
 // Defaults used when a Config field is zero.
@@ -54,6 +63,7 @@ const (
 	DefaultListen        = "0.0.0.0:5070"
 	DefaultExpires       = 600
 	DefaultSubscribeRate = 20
+	DefaultKeepalive     = 15 * time.Second
 	defaultUser          = "voipbridge"
 )
 
@@ -72,6 +82,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("contact_host", c.ContactHost), slog.String("username", c.Username),
 		slog.String("password", pw), slog.Int("expires", c.Expires),
 		slog.Int("extensions", len(c.Extensions)), slog.Float64("subscribe_rate", c.SubscribeRate),
+		slog.String("keepalive", c.Keepalive.String()),
 	)
 }
 
@@ -88,16 +99,18 @@ type settings struct {
 	expires    int
 	extensions []string
 	rate       float64
+	keepalive  time.Duration // 0 = off
 }
 
 func (c Config) settings() (settings, error) {
 	s := settings{
-		listen:   strings.TrimSpace(c.Listen),
-		contact:  strings.TrimSpace(c.ContactHost),
-		username: strings.TrimSpace(c.Username),
-		password: c.Password,
-		expires:  c.Expires,
-		rate:     c.SubscribeRate,
+		listen:    strings.TrimSpace(c.Listen),
+		contact:   strings.TrimSpace(c.ContactHost),
+		username:  strings.TrimSpace(c.Username),
+		password:  c.Password,
+		expires:   c.Expires,
+		rate:      c.SubscribeRate,
+		keepalive: c.Keepalive,
 	}
 	if !c.Enabled() {
 		return s, errors.New("sip: SIP_SERVER is empty")
@@ -153,6 +166,9 @@ func (c Config) settings() (settings, error) {
 	}
 	if s.expires < 0 {
 		return s, fmt.Errorf("sip: SIP_EXPIRES %d is negative", c.Expires)
+	}
+	if s.keepalive < 0 || (s.keepalive > 0 && s.keepalive < 100*time.Millisecond) || s.keepalive > time.Hour {
+		return s, fmt.Errorf("sip: SIP_KEEPALIVE %s: want 0 (off) or 100ms to 1h", c.Keepalive)
 	}
 	if s.rate == 0 {
 		s.rate = DefaultSubscribeRate

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -19,9 +20,9 @@ func TestConfigSettings(t *testing.T) {
 			settings{server: "pbx.example.nl:5060", serverHost: "pbx.example.nl", domain: "pbx.example.nl", transport: "udp",
 				listen: "0.0.0.0:5070", username: "voipbridge", expires: 600, rate: 20, extensions: []string{"201", "202"}}},
 		{"host port and domain", Config{Server: "10.0.0.5:5080", Domain: "voip.example.nl", Transport: "TCP", Listen: "10.0.0.9:5090",
-			ContactHost: "203.0.113.7", Username: "monitor", Password: "pw", Expires: 300, SubscribeRate: -1},
+			ContactHost: "203.0.113.7", Username: "monitor", Password: "pw", Expires: 300, SubscribeRate: -1, Keepalive: 5 * time.Second},
 			settings{server: "10.0.0.5:5080", serverHost: "10.0.0.5", domain: "voip.example.nl", transport: "tcp", listen: "10.0.0.9:5090",
-				contact: "203.0.113.7", username: "monitor", password: "pw", expires: 300, rate: -1}},
+				contact: "203.0.113.7", username: "monitor", password: "pw", expires: 300, rate: -1, keepalive: 5 * time.Second}},
 		{"sip uri with transport", Config{Server: "sip:pbx.example.nl:5062;transport=tcp"},
 			settings{server: "pbx.example.nl:5062", serverHost: "pbx.example.nl", domain: "pbx.example.nl", transport: "tcp",
 				listen: "0.0.0.0:5070", username: "voipbridge", expires: 600, rate: 20}},
@@ -56,6 +57,9 @@ func TestConfigRejects(t *testing.T) {
 		"bad contact host":         {Server: "pbx", ContactHost: "<evil>"},
 		"bad username":             {Server: "pbx", Username: "a@b"},
 		"negative expires":         {Server: "pbx", Expires: -5},
+		"negative keepalive":       {Server: "pbx", Keepalive: -time.Second},
+		"keepalive too short":      {Server: "pbx", Keepalive: time.Millisecond},
+		"keepalive too long":       {Server: "pbx", Keepalive: 2 * time.Hour},
 		"bad extension":            {Server: "pbx", Extensions: []string{"201", "20 2"}},
 		"extension too long":       {Server: "pbx", Extensions: []string{strings.Repeat("2", 65)}},
 	} {

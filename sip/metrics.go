@@ -16,6 +16,13 @@ type metrics struct {
 	parseErrors prometheus.Counter
 	signals     prometheus.Counter
 	dropped     *prometheus.CounterVec
+	// keepaliveFailures counts OPTIONS keep-alives the PBX did not answer
+	// (timeout or transport error); restarts counts PBX restarts the
+	// keep-alive detected; restartResubs counts the subscriptions re-made
+	// because of one.
+	keepaliveFailures prometheus.Counter
+	restarts          prometheus.Counter
+	restartResubs     prometheus.Counter
 }
 
 // reasonInvalid labels signals dropped because the journal refused them as
@@ -60,6 +67,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "voipbridge", Subsystem: "sip", Name: "signals_dropped_total",
 			Help: "Signals derived from NOTIFYs and dropped instead of journaled, by reason (invalid: the journal refuses an identifier).",
 		}, []string{"reason"}),
+		keepaliveFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "voipbridge", Subsystem: "sip", Name: "keepalive_failures_total",
+			Help: "OPTIONS keep-alives (SIP_KEEPALIVE) the PBX did not answer: timeouts and transport errors.",
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "voipbridge", Subsystem: "sip", Name: "pbx_restarts_total",
+			Help: "PBX restarts noticed by the keep-alive (it answered again after not answering, or it closed our TCP/TLS connection).",
+		}),
+		restartResubs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "voipbridge", Subsystem: "sip", Name: "restart_resubscriptions_total",
+			Help: "Subscriptions re-made at once because the keep-alive noticed a PBX restart.",
+		}),
 	}
 	m.dropped.WithLabelValues(reasonInvalid)
 	for _, r := range []string{resultOK, resultStale, resultUnknown, resultBadEvent, resultParseError, resultJournalError, resultShutdown} {
@@ -68,7 +87,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.active, m.failing, m.notifies, m.parseErrors, m.signals, m.dropped} {
+	for _, c := range []prometheus.Collector{m.active, m.failing, m.notifies, m.parseErrors, m.signals, m.dropped,
+		m.keepaliveFailures, m.restarts, m.restartResubs} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

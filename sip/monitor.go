@@ -121,6 +121,7 @@ func newCore(set settings, opts Options, j Journal, log *slog.Logger, met *metri
 		journalTO: opts.JournalTimeout,
 		stable:    2 * time.Minute,
 		resync:    5 * time.Second,
+		early:     30 * time.Second,
 	}
 	if c.reqTO <= 0 {
 		c.reqTO = 32 * time.Second
@@ -159,6 +160,15 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.runCtx = ctx
 	for _, ext := range m.exts {
 		m.startLocked(ext)
+	}
+	if m.set.keepalive > 0 {
+		k := &keeper{probe: st.options, every: m.set.keepalive, timeout: probeTimeout(m.set.keepalive),
+			restarted: m.restarted, log: m.log, metrics: m.c.metrics}
+		m.loops.Add(1)
+		go func() {
+			defer m.loops.Done()
+			k.run(ctx)
+		}()
 	}
 	m.mu.Unlock()
 
@@ -213,6 +223,19 @@ func (m *Monitor) startLocked(ext string) {
 		defer cancel()
 		w.run(ctx, m.set.expires)
 	}()
+}
+
+// restarted makes every watched extension re-subscribe at once (each
+// through its backoff and SIP_SUBSCRIBE_RATE): the PBX restarted and forgot
+// every subscription.
+func (m *Monitor) restarted(why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.c.metrics.restarts.Inc()
+	m.log.Warn("sip PBX restarted: re-subscribing every extension", "why", why, "extensions", len(m.runners))
+	for _, r := range m.runners {
+		r.w.restart()
+	}
 }
 
 // SetExtensions replaces the set of watched extensions. While Run runs, new

@@ -90,6 +90,7 @@ type core struct {
 	journalTO time.Duration  // deadline of journaling one NOTIFY
 	stable    time.Duration  // a subscription up this long resets the backoff
 	resync    time.Duration  // refresh this soon after a NOTIFY could not be journaled
+	early     time.Duration  // first refresh of a subscription made after a PBX restart
 
 	active, failing atomic.Int64
 }
@@ -285,6 +286,9 @@ type watch struct {
 	ext  string
 	log  *slog.Logger
 	mbox mailbox
+	// kick asks the watch to drop its subscription and make a new one at
+	// once (through the backoff and the spacer): the PBX restarted.
+	kick chan struct{}
 
 	state   atomic.Int32
 	lastErr string // last failure logged; only the loop touches it
@@ -294,7 +298,8 @@ type watch struct {
 }
 
 func newWatch(c *core, ext string) *watch {
-	return &watch{c: c, ext: ext, log: c.log.With("ext", ext), mbox: mailbox{wake: make(chan struct{}, 1)}, legs: legs{}}
+	return &watch{c: c, ext: ext, log: c.log.With("ext", ext), mbox: mailbox{wake: make(chan struct{}, 1)},
+		kick: make(chan struct{}, 1), legs: legs{}}
 }
 
 // ending says why an established subscription stopped.
@@ -302,7 +307,21 @@ type ending struct {
 	outcome    outcome
 	retryAfter time.Duration
 	stable     bool // it had been refreshed at least once
+	restart    bool // the PBX restarted (restart was called)
 	why        string
+}
+
+// whyRestart is the failure a watch records when the PBX restarted.
+const whyRestart = "PBX restarted"
+
+// restart makes the watch re-subscribe at once, whether it is subscribed
+// (the PBX forgot the subscription) or waiting to retry a failure (the PBX
+// is back: no need to wait out the backoff). It never blocks.
+func (w *watch) restart() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 // run keeps the extension subscribed until ctx ends, then unsubscribes.
@@ -310,9 +329,20 @@ func (w *watch) run(ctx context.Context, expires int) {
 	defer w.setState(statePending)
 	fails := 0
 	var wait time.Duration
+	early := false // the next subscription follows a PBX restart
 	for {
-		if sleep(ctx, wait) != nil || w.c.spacer.wait(ctx) != nil {
+		kicked, err := w.pause(ctx, wait)
+		if err != nil || w.c.spacer.wait(ctx) != nil {
 			return
+		}
+		select {
+		case <-w.kick: // what we are about to send follows the restart already
+			kicked = true
+		default:
+		}
+		if kicked {
+			fails, early = 0, true
+			w.c.metrics.restartResubs.Inc()
 		}
 		sub := newSubscription(w, w.c.domain)
 		w.c.index.add(sub) // before sending: the first NOTIFY may beat the 2xx
@@ -335,13 +365,18 @@ func (w *watch) run(ctx context.Context, expires int) {
 		granted := grantedFor(rep, expires)
 		w.up(sub, granted)
 		upAt := time.Now()
-		end := w.maintain(ctx, sub, &expires, granted)
+		end := w.maintain(ctx, sub, &expires, granted, early)
+		early = false
 		w.c.index.remove(sub)
 		if ctx.Err() != nil {
 			return
 		}
-		if end.stable || time.Since(upAt) >= w.c.stable {
+		if end.stable || end.restart || time.Since(upAt) >= w.c.stable {
 			fails = 0
+		}
+		if end.restart {
+			early = true
+			w.c.metrics.restartResubs.Inc()
 		}
 		fails++
 		wait = w.c.delay(end.outcome, fails, end.retryAfter)
@@ -349,13 +384,37 @@ func (w *watch) run(ctx context.Context, expires int) {
 	}
 }
 
+// pause waits d, or less when the watch is told the PBX restarted.
+func (w *watch) pause(ctx context.Context, d time.Duration) (kicked bool, err error) {
+	if d <= 0 {
+		return false, ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-w.kick:
+		return true, nil
+	case <-t.C:
+		return false, nil
+	}
+}
+
 // maintain refreshes an established subscription until it fails, the PBX
-// ends it, or ctx ends (then it unsubscribes).
-func (w *watch) maintain(ctx context.Context, sub *subscription, expires *int, granted time.Duration) ending {
+// ends it or restarts, or ctx ends (then it unsubscribes). After a PBX
+// restart (early) the first refresh comes within core.early, so that a
+// second restart soon after is caught by a 481 even when the keep-alive
+// misses it (a UDP PBX back within one keep-alive).
+func (w *watch) maintain(ctx context.Context, sub *subscription, expires *int, granted time.Duration, early bool) ending {
 	refreshes := 0
 	now := time.Now()
 	expiry := now.Add(granted)
-	next := now.Add(refreshIn(granted))
+	first := refreshIn(granted)
+	if early && w.c.early > 0 {
+		first = min(first, w.c.early)
+	}
+	next := now.Add(first)
 	t := time.NewTimer(next.Sub(now))
 	defer t.Stop()
 	schedule := func(at time.Time) {
@@ -367,6 +426,10 @@ func (w *watch) maintain(ctx context.Context, sub *subscription, expires *int, g
 		case <-ctx.Done():
 			w.unsubscribe(sub)
 			return ending{}
+		case <-w.kick:
+			// The restarted PBX no longer knows sub: no unsubscribe. Should
+			// it still know it after all, its next NOTIFY gets 481 and ends it.
+			return ending{outcome: retryNow, restart: true, why: whyRestart}
 		case <-w.mbox.wake:
 			for _, n := range w.mbox.take() {
 				if n.sub != sub {
@@ -443,7 +506,10 @@ func (w *watch) unsubscribe(sub *subscription) {
 
 func (w *watch) up(sub *subscription, granted time.Duration) {
 	prev := w.setState(stateActive)
-	if prev == stateFailing {
+	if prev == stateFailing && w.lastErr == whyRestart {
+		// The monitor logged the restart once for every extension.
+		w.log.Debug("sip subscription renewed after the PBX restarted", "subscription", sub.callID, "expires", int(granted.Seconds()))
+	} else if prev == stateFailing {
 		w.log.Info("sip subscription recovered", "subscription", sub.callID, "expires", int(granted.Seconds()), "after", w.lastErr)
 	} else {
 		w.log.Info("sip subscription up", "subscription", sub.callID, "expires", int(granted.Seconds()))
@@ -455,7 +521,7 @@ func (w *watch) up(sub *subscription, granted time.Duration) {
 func (w *watch) failed(why string, attempt int, wait time.Duration) {
 	prev := w.setState(stateFailing)
 	level := slog.LevelDebug
-	if prev != stateFailing || why != w.lastErr {
+	if (prev != stateFailing || why != w.lastErr) && why != whyRestart {
 		level = slog.LevelWarn
 	}
 	w.log.Log(context.Background(), level, "sip subscription down", "err", why, "attempt", attempt, "retry_in", wait.Round(time.Millisecond).String())

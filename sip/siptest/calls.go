@@ -66,7 +66,9 @@ func (p *PBX) newLeg(l *Leg, state string) *Leg {
 	defer p.mu.Unlock()
 	l.p = p
 	l.ID = token(6)
-	l.localTag, l.remoteTag = token(4), token(4)
+	if l.localTag == "" {
+		l.localTag, l.remoteTag = token(4), token(4)
+	}
 	l.seq = int(p.legSeq())
 	l.state = state
 	p.calls[l.ID] = l
@@ -196,6 +198,80 @@ func (l *Leg) BlindTransfer(to string, o TransferOptions) *Leg {
 	}
 	l.Hangup("local-bye")
 	return l.p.newLeg(next, "early")
+}
+
+// AttendedTransfer hands the caller on to extension to after the agent
+// consulted to, as PBXs show an attended transfer: a new dialog on to, with
+// a Call-ID of its own, that starts answered and names the call it takes
+// over in <replaces> (and the agent in <referred-by>); then this leg ends
+// with event "replaced". The consultation call between the two agents is
+// not shown (Internal plays one).
+func (l *Leg) AttendedTransfer(to string) *Leg {
+	next := &Leg{Ext: to, Remote: l.Remote, RemoteName: l.RemoteName, DID: l.DID, Outbound: l.Outbound,
+		CallID: token(10) + "@pbx.test", replaces: l.CallID, referredBy: "sip:" + l.Ext + "@" + l.p.opts.Domain}
+	next = l.p.newLeg(next, "confirmed")
+	next.waitDelivered(5 * time.Second)
+	l.Hangup("replaced")
+	return next
+}
+
+// Internal is a call between two extensions of the PBX: a dialog on each
+// (the caller's as initiator, the callee's as recipient) with one Call-ID
+// and mirrored tags, as a proxy PBX such as Kamailio shows it. Every change
+// reaches the two extensions' subscribers in a fixed order: the first
+// extension's NOTIFY is answered before the second's is sent.
+type Internal struct {
+	// Caller and Callee are the dialogs on the calling and the called extension.
+	Caller, Callee *Leg
+	calleeFirst    bool
+}
+
+// Internal makes extension from call extension to (ringing). With
+// calleeFirst the callee's subscribers hear of each change before the
+// caller's, otherwise after.
+func (p *PBX) Internal(from, to string, calleeFirst bool) *Internal {
+	callID := token(10) + "@pbx.test"
+	callerTag, calleeTag := token(4), token(4)
+	c := &Internal{calleeFirst: calleeFirst,
+		Caller: &Leg{Ext: from, Remote: to, Outbound: true, CallID: callID, localTag: callerTag, remoteTag: calleeTag},
+		Callee: &Leg{Ext: to, Remote: from, CallID: callID, localTag: calleeTag, remoteTag: callerTag}}
+	first, second := c.order()
+	p.newLeg(first, "early")
+	first.waitDelivered(5 * time.Second)
+	p.newLeg(second, "early")
+	second.waitDelivered(5 * time.Second)
+	return c
+}
+
+func (c *Internal) order() (first, second *Leg) {
+	if c.calleeFirst {
+		return c.Callee, c.Caller
+	}
+	return c.Caller, c.Callee
+}
+
+// Answer confirms both dialogs: the callee picked up.
+func (c *Internal) Answer() { c.each(func(l *Leg) { l.Answer() }) }
+
+// Hangup terminates both dialogs; event is seen from the caller's side
+// ("local-bye": the caller hung up; the callee's dialog gets "remote-bye").
+func (c *Internal) Hangup(event string) {
+	mirror := map[string]string{"local-bye": "remote-bye", "remote-bye": "local-bye"}
+	c.each(func(l *Leg) {
+		if l == c.Callee && mirror[event] != "" {
+			l.Hangup(mirror[event])
+			return
+		}
+		l.Hangup(event)
+	})
+}
+
+func (c *Internal) each(f func(*Leg)) {
+	first, second := c.order()
+	f(first)
+	first.waitDelivered(5 * time.Second)
+	f(second)
+	second.waitDelivered(5 * time.Second)
 }
 
 func (l *Leg) set(state, event string, code int) {

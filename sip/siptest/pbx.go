@@ -1,8 +1,11 @@
 // Package siptest is a fake PBX for tests of the SIP dialog-event monitor:
 // a sipgo user agent on 127.0.0.1 that demands digest authentication,
 // accepts SUBSCRIBE for the dialog event package and sends RFC 4235 NOTIFYs
-// for calls a test scripts (ring, answer, hang up, blind transfer, outbound
-// calls, calls already in progress, a B2BUA's ring groups and busy phones).
+// for calls a test scripts (ring, answer, hang up, blind and attended
+// transfers, outbound and internal calls, calls already in progress, a
+// B2BUA's ring groups and busy phones). It answers OPTIONS, and it can be
+// stopped and started again on the same address with no memory, as a PBX
+// restart does (Stop, Start, Restart).
 //
 // It behaves like a notifier should (RFC 6665): 200 with Expires, a full
 // state NOTIFY after every (re-)SUBSCRIBE, 423 below Min-Expires, 481 for an
@@ -110,18 +113,15 @@ type PBX struct {
 	log     *slog.Logger
 	opts    Options
 	certs   *x509.CertPool
-	ua      *sipgo.UserAgent
-	srv     *sipgo.Server
-	cli     *sipgo.Client
+	cert    tls.Certificate
 	addr    string
 	realm   string
-	lis     io.Closer
-	ctx     context.Context
+	ctx     context.Context // ends with Close
 	cancel  context.CancelFunc
 	senders sync.WaitGroup
-	serving sync.WaitGroup
 
 	mu         sync.Mutex
+	inst       *instance // nil while stopped
 	subs       map[string]*subscription // by Call-ID
 	calls      map[string]*Leg          // live legs by dialog id
 	nonces     map[string]int           // issued nonce → uses
@@ -130,6 +130,19 @@ type PBX struct {
 	notifies   []NotifyResult
 	seq        int64
 	pending    int // NOTIFYs queued and not yet answered
+	options    int // OPTIONS received
+}
+
+// instance is one run of the PBX process between a start and a stop: its
+// sockets and user agent. A restart makes a new one on the same address.
+type instance struct {
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cli     *sipgo.Client
+	lis     io.Closer
+	ctx     context.Context // ends when the instance stops
+	cancel  context.CancelFunc
+	serving sync.WaitGroup
 }
 
 type canned struct {
@@ -193,74 +206,123 @@ func New(opts Options) (*PBX, error) {
 	if opts.MaxExpires == 0 {
 		opts.MaxExpires = 3600
 	}
+	switch opts.Network {
+	case "udp", "tcp", "tls":
+	default:
+		return nil, fmt.Errorf("siptest: network %q is not udp, tcp or tls", opts.Network)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	p := &PBX{log: log, opts: opts, realm: opts.Domain, subs: map[string]*subscription{}, calls: map[string]*Leg{},
+		nonces: map[string]int{}, addr: "127.0.0.1:0"}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if opts.Network == "tls" {
+		cert, pool, err := selfSigned()
+		if err != nil {
+			return nil, err
+		}
+		p.cert, p.certs = cert, pool
+	}
+	inst, err := p.listen()
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.inst = inst
+	p.mu.Unlock()
+	return p, nil
+}
+
+// listen starts an instance on p.addr and, the first time, learns the port.
+func (p *PBX) listen() (_ *instance, err error) {
+	log := p.log
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent("fakepbx"), sipgo.WithUserAgentHostname("127.0.0.1"),
 		sipgo.WithUserAgentTransactionLayerOptions(gosip.WithTransactionLayerLogger(log)),
 		sipgo.WithUserAgentTransportLayerOptions(gosip.WithTransportLayerLogger(log)))
 	if err != nil {
 		return nil, err
 	}
-	p := &PBX{log: log, opts: opts, ua: ua, realm: opts.Domain, subs: map[string]*subscription{}, calls: map[string]*Leg{},
-		nonces: map[string]int{}}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(log))
-	p.srv.OnSubscribe(p.onSubscribe)
-	cliOpts := []sipgo.ClientOption{sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(log)}
-	switch opts.Network {
-	case "udp":
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	in := &instance{ua: ua}
+	in.ctx, in.cancel = context.WithCancel(p.ctx)
+	defer func() {
 		if err != nil {
-			ua.Close()
+			in.close()
+		}
+	}()
+	in.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	in.srv.OnSubscribe(p.onSubscribe)
+	in.srv.OnOptions(func(req *gosip.Request, tx gosip.ServerTransaction) {
+		p.mu.Lock()
+		p.options++
+		p.mu.Unlock()
+		res := gosip.NewResponseFromRequest(req, gosip.StatusOK, "OK", nil)
+		res.AppendHeader(gosip.NewHeader("Allow", "SUBSCRIBE, NOTIFY, OPTIONS"))
+		res.AppendHeader(gosip.NewHeader("Server", "fakepbx"))
+		_ = tx.Respond(res)
+	})
+	cliOpts := []sipgo.ClientOption{sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(log)}
+	switch p.opts.Network {
+	case "udp":
+		pc, err := net.ListenPacket("udp4", p.addr)
+		if err != nil {
 			return nil, err
 		}
-		p.lis, p.addr = pc, pc.LocalAddr().String()
-		p.cli, _ = sipgo.NewClient(ua, append(cliOpts, sipgo.WithClientConnectionAddr(p.addr))...)
-		p.serve(func() error { return p.srv.ServeUDP(pc) })
+		in.lis = pc
+		p.learn(pc.LocalAddr().String())
+		in.cli, _ = sipgo.NewClient(ua, append(cliOpts, sipgo.WithClientConnectionAddr(p.addr))...)
+		in.serve(func() error { return in.srv.ServeUDP(pc) })
 		if err := waitPooled(ua, p.addr); err != nil {
-			p.Close()
 			return nil, err
 		}
 	case "tcp":
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		l, err := net.Listen("tcp4", p.addr)
 		if err != nil {
-			ua.Close()
 			return nil, err
 		}
-		p.lis, p.addr = l, l.Addr().String()
-		p.cli, _ = sipgo.NewClient(ua, cliOpts...)
-		p.serve(func() error { return p.srv.ServeTCP(l) })
+		in.lis = l
+		p.learn(l.Addr().String())
+		in.cli, _ = sipgo.NewClient(ua, cliOpts...)
+		in.serve(func() error { return in.srv.ServeTCP(l) })
 	case "tls":
-		cert, pool, err := selfSigned()
+		l, err := net.Listen("tcp4", p.addr)
 		if err != nil {
-			ua.Close()
 			return nil, err
 		}
-		p.certs = pool
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			ua.Close()
-			return nil, err
-		}
-		p.lis, p.addr = l, l.Addr().String()
-		p.cli, _ = sipgo.NewClient(ua, cliOpts...)
-		tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		p.serve(func() error { return p.srv.ServeTLS(tl) })
-	default:
-		ua.Close()
-		return nil, fmt.Errorf("siptest: network %q is not udp, tcp or tls", opts.Network)
+		in.lis = l
+		p.learn(l.Addr().String())
+		in.cli, _ = sipgo.NewClient(ua, cliOpts...)
+		tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{p.cert}, MinVersion: tls.VersionTLS12})
+		in.serve(func() error { return in.srv.ServeTLS(tl) })
 	}
-	return p, nil
+	return in, nil
 }
 
-func (p *PBX) serve(f func() error) {
-	p.serving.Add(1)
+// learn records the port of the first listen; a restart keeps it.
+func (p *PBX) learn(addr string) {
+	if strings.HasSuffix(p.addr, ":0") {
+		p.addr = addr
+	}
+}
+
+func (in *instance) serve(f func() error) {
+	in.serving.Add(1)
 	go func() {
-		defer p.serving.Done()
+		defer in.serving.Done()
 		_ = f()
 	}()
+}
+
+// close stops the instance's sockets and user agent (which closes its
+// TCP and TLS connections).
+func (in *instance) close() {
+	in.cancel()
+	if in.lis != nil {
+		_ = in.lis.Close()
+	}
+	_ = in.ua.Close()
+	in.serving.Wait()
 }
 
 func waitPooled(ua *sipgo.UserAgent, addr string) error {
@@ -273,21 +335,76 @@ func waitPooled(ua *sipgo.UserAgent, addr string) error {
 	return fmt.Errorf("siptest: udp listener %s not ready", addr)
 }
 
-// Close stops the PBX: no NOTIFY is sent after it returns.
-func (p *PBX) Close() {
-	p.cancel()
+// Stop stops the PBX as a crash or a restart does: its socket closes (over
+// TCP and TLS every connection with it), it stops answering, and it forgets
+// every subscription, call, nonce and scripted failure. What it received
+// and sent so far (Subscribes, Notifies) stays readable. Start brings it
+// back on the same address.
+func (p *PBX) Stop() {
 	p.mu.Lock()
+	in := p.inst
+	p.inst = nil
 	for _, s := range p.subs {
 		s.stop()
 	}
 	p.subs = map[string]*subscription{}
+	p.calls = map[string]*Leg{}
+	p.nonces = map[string]int{}
+	p.failNext = nil
 	p.mu.Unlock()
-	p.senders.Wait()
-	if p.lis != nil {
-		_ = p.lis.Close()
+	if in == nil {
+		return
 	}
-	_ = p.ua.Close()
-	p.serving.Wait()
+	in.cancel() // NOTIFYs still queued are not sent
+	p.senders.Wait()
+	p.mu.Lock()
+	p.pending = 0
+	p.mu.Unlock()
+	in.close()
+}
+
+// Start brings a stopped PBX back on the address it had, with no memory of
+// subscriptions (subscribers learn it from a 481 or by re-subscribing).
+func (p *PBX) Start() error {
+	p.mu.Lock()
+	running := p.inst != nil
+	p.mu.Unlock()
+	if running || p.ctx.Err() != nil {
+		return fmt.Errorf("siptest: PBX is running or closed")
+	}
+	// The port was ours a moment ago; over UDP the kernel may need a moment
+	// more before it can be bound again.
+	var in *instance
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if in, err = p.listen(); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("siptest: restart on %s: %w", p.addr, err)
+	}
+	p.mu.Lock()
+	p.inst = in
+	p.mu.Unlock()
+	return nil
+}
+
+// Restart is Stop followed by Start after down (a PBX takes seconds to
+// come back).
+func (p *PBX) Restart(down time.Duration) error {
+	p.Stop()
+	select {
+	case <-time.After(down):
+	case <-p.ctx.Done():
+	}
+	return p.Start()
+}
+
+// Close stops the PBX: no NOTIFY is sent after it returns.
+func (p *PBX) Close() {
+	p.Stop()
+	p.cancel()
 }
 
 // Addr is the PBX's host:port, usable as SIP_SERVER.
@@ -379,6 +496,14 @@ func (p *PBX) Notifies() []NotifyResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]NotifyResult(nil), p.notifies...)
+}
+
+// Options returns how many OPTIONS requests (keep-alives) the PBX has
+// answered, over all its restarts.
+func (p *PBX) Options() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.options
 }
 
 // Subscribed returns how many subscriptions to ext are active.
@@ -478,8 +603,12 @@ func (p *PBX) subscribe(req *gosip.Request, rec *SubscribeRecord) (*gosip.Respon
 		}
 		s.source = req.Source()
 		p.subs[callID] = s
+		if p.inst == nil { // stopped while this SUBSCRIBE was handled
+			delete(p.subs, callID)
+			return gosip.NewResponseFromRequest(req, gosip.StatusServiceUnavailable, "Stopping", nil), nil
+		}
 		p.senders.Add(1)
-		go p.sender(s)
+		go p.sender(s, p.inst)
 	}
 	res := gosip.NewResponseFromRequest(req, gosip.StatusOK, "OK", nil)
 	// NewResponseFromRequest invents a To tag for a new dialog; ours must match.
@@ -533,28 +662,28 @@ func (s *subscription) stop() { s.closeOnce.Do(func() { close(s.done) }) }
 
 // sender sends the NOTIFYs of one subscription one at a time, as RFC 6665
 // §4.2.2 asks of a notifier.
-func (p *PBX) sender(s *subscription) {
+func (p *PBX) sender(s *subscription, in *instance) {
 	defer p.senders.Done()
 	for {
 		select {
 		case j := <-s.queue:
-			p.send(s, j)
+			p.send(in, s, j)
 		case <-s.done:
 			for {
 				select {
 				case j := <-s.queue:
-					p.send(s, j)
+					p.send(in, s, j)
 				default:
 					return
 				}
 			}
-		case <-p.ctx.Done():
+		case <-in.ctx.Done():
 			return
 		}
 	}
 }
 
-func (p *PBX) send(s *subscription, j notifyJob) {
+func (p *PBX) send(in *instance, s *subscription, j notifyJob) {
 	defer func() {
 		p.mu.Lock()
 		p.pending--
@@ -562,19 +691,19 @@ func (p *PBX) send(s *subscription, j notifyJob) {
 		p.mu.Unlock()
 	}()
 	for attempt := 0; ; attempt++ {
-		status := p.sendOnce(s, j)
-		if status < 500 || attempt >= p.opts.RetryNotify || p.ctx.Err() != nil {
+		status := p.sendOnce(in, s, j)
+		if status < 500 || attempt >= p.opts.RetryNotify || in.ctx.Err() != nil {
 			return
 		}
 		select {
-		case <-p.ctx.Done():
+		case <-in.ctx.Done():
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-func (p *PBX) sendOnce(s *subscription, j notifyJob) int {
+func (p *PBX) sendOnce(in *instance, s *subscription, j notifyJob) int {
 	n := gosip.NewRequest(gosip.NOTIFY, s.contact)
 	n.AppendHeader(&gosip.FromHeader{Address: s.to, Params: gosip.HeaderParams{{K: "tag", V: s.localTag}}})
 	n.AppendHeader(&gosip.ToHeader{Address: s.from, Params: gosip.HeaderParams{{K: "tag", V: s.remoteTag}}})
@@ -597,14 +726,14 @@ func (p *PBX) sendOnce(s *subscription, j notifyJob) int {
 		// (a subscriber without a certificate cannot accept one).
 		n.SetDestination(s.source)
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(in.ctx, 10*time.Second)
 	defer cancel()
-	res, err := p.cli.Do(ctx, n)
+	res, err := in.cli.Do(ctx, n)
 	status, why := 0, ""
 	switch {
 	case err != nil:
 		why = err.Error()
-		if p.ctx.Err() == nil {
+		if in.ctx.Err() == nil {
 			// Loud, not silent: a lost NOTIFY changes what a test sees.
 			p.log.Error("siptest: NOTIFY not delivered", "ext", s.ext, "version", j.ver, "size", len(n.String()), "err", err)
 		}
