@@ -22,8 +22,15 @@
 //     party's identifier, reported as the signal's Extension, is its
 //     addressable's OID when the event carries one, else its phone number;
 //     the directory maps either.
-//   - callTransferredEvent is taken to carry the transferred call's callId
-//     and the parties of the call after the transfer, in the CallEvent shape.
+//   - callTransferredEvent carries, per Xelion's NotificationType table, a
+//     CallTransferredEvent object whose fields are not published. The
+//     source reads it in the CallEvent shape (the transferred call's callId
+//     and the parties after the transfer) or in an assumed shape naming the
+//     call handed over and the call it joins (see TransferEvent). One it
+//     cannot read does not end anything: the consultation's end then keeps
+//     the consulted party's leg, and the first event showing that party
+//     with the customer (connected, or hung up, under any of the call's
+//     ids) reports the hand-over (see translator.unreadable).
 //   - After every (re)connect the source reads the running calls (GET
 //     communications/active_channels, documented) and ends the calls it
 //     holds live that no longer run. That an active channel's callId is the

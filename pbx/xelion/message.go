@@ -55,8 +55,8 @@ type Ref struct {
 	ObjectType string         `json:"objectType"`
 }
 
-// CallEvent is the notification object of the call events (and, as assumed
-// here, of callTransferredEvent).
+// CallEvent is the notification object of the call events (and one of the
+// shapes callTransferredEvent is read in: see TransferEvent).
 type CallEvent struct {
 	CallID pbx.FlexString `json:"callId"`
 	// Initiation says how the call was initiated (for example "outgoing").
@@ -74,10 +74,38 @@ type CallEvent struct {
 	Duration          pbx.FlexString `json:"duration"`
 }
 
+// TransferEvent is the other shape callTransferredEvent is read in.
+//
+// Xelion's NotificationType table names the object of callTransferredEvent
+// CallTransferredEvent, a type of its own, and publishes none of its fields
+// (nor does any public client or capture found). Its REST counterpart
+// joins two running calls, the one handed over and the one it goes to
+// (POST me/device/calls/<channel>/transfer, "connect the 2 selected callers
+// with each other and hangup the corresponding original calls"). So the
+// source reads, besides the CallEvent shape (the fields at the top level),
+// an object that names those two calls: the call handed over as
+// transferredCall (a CallEvent) or originalCallId, and the call it joins
+// (for an attended transfer the consultation) as consultationCall (a
+// CallEvent) or newCallId. Every one of these names is assumed, not
+// documented. An object in neither shape is unreadable: see
+// ErrUnreadableTransfer.
+type TransferEvent struct {
+	TransferredCall  *CallEvent     `json:"transferredCall"`
+	ConsultationCall *CallEvent     `json:"consultationCall"`
+	OriginalCallID   pbx.FlexString `json:"originalCallId"`
+	NewCallID        pbx.FlexString `json:"newCallId"`
+}
+
 // Event is one decoded call notification.
 type Event struct {
 	Type string
+	// Call is the call the event is about; for callTransferredEvent the
+	// call handed over, with the party it was handed to as its local party
+	// where the event names one.
 	Call CallEvent
+	// Consultation is, for callTransferredEvent in the TransferEvent shape,
+	// the callId of the call the transferred call was joined to, if named.
+	Consultation string
 }
 
 // Reasons a message is not used, the label of the dropped counter.
@@ -94,6 +122,7 @@ const (
 	reasonAfterEnd     = "after_end"
 	reasonNoChange     = "no_change"
 	reasonNotification = "not_notification"
+	reasonTransfer     = "unreadable_transfer"
 )
 
 // DecodeError says why a message could not be used; Reason is the metric label.
@@ -111,12 +140,26 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
+// Is makes errors.Is match a sentinel of the same reason (ErrNotNotification,
+// ErrUnreadableTransfer) whatever the cause attached.
+func (e *DecodeError) Is(target error) bool {
+	t, ok := target.(*DecodeError)
+	return ok && t.Err == nil && t.Reason == e.Reason
+}
+
 // ErrNotNotification is returned by Decode for a well-formed message that is
 // not a notification (a test echo, an answer to a request).
 var ErrNotNotification = &DecodeError{Reason: reasonNotification}
 
+// ErrUnreadableTransfer is returned by Decode for a callTransferredEvent
+// whose object is in none of the shapes the source reads (see
+// TransferEvent). The source cannot tell which call was transferred to
+// whom, but it knows that a transfer happened: see translator.unreadable.
+var ErrUnreadableTransfer = &DecodeError{Reason: reasonTransfer}
+
 // Decode parses one WebSocket message into a call event. It returns
-// ErrNotNotification for other messages and a *DecodeError for anything it
+// ErrNotNotification for other messages, ErrUnreadableTransfer for a
+// transfer event it cannot read, and a *DecodeError for anything else it
 // cannot use: malformed JSON, a notification of a type not subscribed to, a
 // call event without callId.
 func Decode(data []byte) (Event, error) {
@@ -139,6 +182,9 @@ func Decode(data []byte) (Event, error) {
 	if !known {
 		return Event{}, &DecodeError{Reason: reasonUnknownType, Err: fmt.Errorf("notification type %q", clip(m.NotificationType))}
 	}
+	if m.NotificationType == CallTransferredEvent {
+		return decodeTransfer(m.Notification)
+	}
 	var c CallEvent
 	if len(bytes.TrimSpace(m.Notification)) == 0 {
 		return Event{}, &DecodeError{Reason: reasonNoCallID, Err: errors.New("no notification object")}
@@ -151,6 +197,90 @@ func Decode(data []byte) (Event, error) {
 		return Event{}, &DecodeError{Reason: reasonNoCallID}
 	}
 	return Event{Type: m.NotificationType, Call: c}, nil
+}
+
+// decodeTransfer reads the object of a callTransferredEvent in the
+// CallEvent shape (a callId at the top level, as the source read it
+// before), or in the TransferEvent shape, either of them possibly wrapped
+// in {"object": …} as Xelion's REST answers are.
+func decodeTransfer(raw json.RawMessage) (Event, error) {
+	var wrap struct {
+		Object json.RawMessage `json:"object"`
+	}
+	if json.Unmarshal(raw, &wrap) == nil && len(bytes.TrimSpace(wrap.Object)) > 0 && string(bytes.TrimSpace(wrap.Object)) != "null" {
+		raw = wrap.Object
+	}
+	unreadable := func(err error) (Event, error) {
+		return Event{}, &DecodeError{Reason: reasonTransfer, Err: err}
+	}
+	var c CallEvent
+	var t TransferEvent
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return unreadable(errors.New("no notification object"))
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return unreadable(err)
+	}
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return unreadable(err)
+	}
+	trim := func(v pbx.FlexString) string { return strings.TrimSpace(string(v)) }
+	if id := trim(c.CallID); id != "" {
+		c.CallID = pbx.FlexString(id)
+		return Event{Type: CallTransferredEvent, Call: c}, nil
+	}
+	ev := Event{Type: CallTransferredEvent}
+	if t.TransferredCall != nil {
+		ev.Call = *t.TransferredCall
+	}
+	ev.Call.CallID = pbx.FlexString(trim(ev.Call.CallID))
+	if ev.Call.CallID == "" {
+		ev.Call.CallID = pbx.FlexString(trim(t.OriginalCallID))
+	}
+	if t.ConsultationCall != nil {
+		ev.Consultation = trim(t.ConsultationCall.CallID)
+		// The party the customer is handed to is the consultation's other
+		// side: the one that is not the transferred call's agent.
+		if target, ok := consulted(*t.ConsultationCall, ev.Call); ok {
+			ev.Call.setLocal(target)
+		}
+	}
+	if ev.Consultation == "" {
+		ev.Consultation = trim(t.NewCallID)
+	}
+	if ev.Call.CallID == "" {
+		// Only the call it joins is named: the translator knows which
+		// customer call that consultation belongs to.
+		ev.Call.CallID = pbx.FlexString(ev.Consultation)
+	}
+	if ev.Call.CallID == "" {
+		return unreadable(errors.New("no callId in either shape"))
+	}
+	return ev, nil
+}
+
+// consulted returns the party of the consultation that is not the agent of
+// the transferred call: the party the transfer hands the customer to.
+func consulted(consult, transferred CallEvent) (party, bool) {
+	caller, callee := consult.caller(), consult.callee()
+	agent := transferred.local().ident()
+	switch {
+	case agent != "" && caller.ident() == agent:
+		return callee, callee.ident() != ""
+	case agent != "" && callee.ident() == agent:
+		return caller, caller.ident() != ""
+	}
+	// An agent's consultation is a call the agent makes: its callee.
+	return callee, callee.ident() != ""
+}
+
+// setLocal makes p the company's side of the call.
+func (c *CallEvent) setLocal(p party) {
+	if d, _ := c.direction(); d == events.Outbound {
+		c.CallerPhoneNumber, c.CallerName, c.CallerAddressable = p.number, p.name, p.ref
+		return
+	}
+	c.CalleePhoneNumber, c.CalleeName, c.CalleeAddressable = p.number, p.name, p.ref
 }
 
 // party is one side of a call event.

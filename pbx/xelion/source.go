@@ -326,6 +326,15 @@ func (s *Source) handle(ctx context.Context, data []byte) error {
 			s.m.received.WithLabelValues(typeOther).Inc()
 			return nil
 		}
+		if errors.Is(err, ErrUnreadableTransfer) {
+			// Not used as a transfer, but the translator learns that one
+			// happened: the events that follow decide.
+			s.m.received.WithLabelValues(CallTransferredEvent).Inc()
+			s.m.dropped.WithLabelValues(reasonTransfer).Inc()
+			s.log.Warn("xelion transfer event unreadable; the events that follow decide", "reason", reasonTransfer, "err", err, "bytes", len(data))
+			s.tr.unreadable()
+			return nil
+		}
 		reason := reasonJSON
 		if de, ok := errors.AsType[*DecodeError](err); ok {
 			reason = de.Reason

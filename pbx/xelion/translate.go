@@ -70,6 +70,10 @@ type xcall struct {
 	by, target  string
 	up          bool // the consultation was answered
 	transferred bool // the customer was handed to target
+	// unsure: a transfer event that could not be read came while this
+	// consultation was up; it may have handed the customer to target, so
+	// the consultation's own end does not end target's leg (see unreadable).
+	unsure bool
 }
 
 // translator turns call events into signals. It is not safe for concurrent
@@ -327,8 +331,22 @@ func (t *translator) connected(ev Event, e *emitter) {
 		c = t.newCustomerCall(ev, e.at)
 		x = t.xcalls[c.id]
 	}
+	if x.consult && x.up && !x.transferred && !c.ended && withCustomer(c, ev) {
+		// The customer talks to the consulted party under the
+		// consultation's id: the call was handed over, whether or not a
+		// transfer event said so.
+		c.seen = e.at
+		t.handOver(c, x, e)
+		return
+	}
 	ident, ok := t.party(x, c, ev, e, true)
 	if !ok {
+		return
+	}
+	if o := c.upConsult(ident); o != nil && withCustomer(c, ev) {
+		// The consulted party connected to the customer under the
+		// customer call's (or a new) id.
+		t.handOver(c, o, e)
 		return
 	}
 	l := c.legOf(ident)
@@ -363,8 +381,86 @@ func (t *translator) isConsultTarget(c *call, ident string) bool {
 	return false
 }
 
+// unreadable folds a callTransferredEvent that could not be read: some
+// call was transferred, to someone. Which one the events that follow tell:
+// Xelion ends the consultation (A→B, twice) right after an attended
+// transfer, which without the transfer event looks like a consultation
+// ending after the customer hung up, and would end the customer's call while
+// the customer talks to B. So every live call's answered consultation is
+// marked unsure: its own end then leaves its target's leg alive, and the
+// first event that shows the target with the customer (connected or hung up
+// under any of the call's ids) hands the call over. A consultation that was
+// not a transfer after all keeps its call open until the call's hang-up,
+// the resync after a reconnect or the tracker's timeout: a late end rather
+// than a customer call ended while it runs.
+func (t *translator) unreadable() outcome {
+	now := t.now()
+	t.gc(now)
+	for _, c := range t.pending {
+		if c.ended {
+			continue
+		}
+		for _, x := range c.consults {
+			if x.up && !x.transferred {
+				x.unsure = true
+			}
+		}
+	}
+	return outcome{drop: reasonTransfer}
+}
+
+// handOver hands call c to the consulted party of consultation x, who is
+// seen talking to the customer: an attended transfer whose transfer event
+// did not say so. It returns the target's leg.
+func (t *translator) handOver(c *call, x *xcall, e *emitter) *leg {
+	x.transferred = true
+	for ident, id := range t.active {
+		if id == c.id && ident != x.target {
+			delete(t.active, ident)
+		}
+	}
+	t.active[x.target] = c.id
+	l := c.legOf(x.target)
+	if l.state != events.Answered {
+		e.leg(c, l, events.Answered, "")
+		// A hang-up that shows the hand-over also ends this leg: the two
+		// signals of one message and leg need keys of their own.
+		e.out[len(e.out)-1].DedupKey += "|handover"
+	}
+	return l
+}
+
+// withCustomer reports whether the event names call c's customer.
+func withCustomer(c *call, ev Event) bool {
+	return c.remote != "" && (ev.Call.caller().number == c.remote || ev.Call.callee().number == c.remote)
+}
+
+// upConsult returns the answered consultation of c whose target is ident,
+// not yet transferred.
+func (c *call) upConsult(ident string) *xcall {
+	for _, x := range c.consults {
+		if x.up && !x.transferred && x.target == ident {
+			return x
+		}
+	}
+	return nil
+}
+
 func (t *translator) transferred(ev Event, e *emitter) {
 	x, c := t.resolve(ev)
+	var named *xcall // the consultation the event names, if known
+	if ev.Consultation != "" {
+		named = t.xcalls[ev.Consultation]
+		if named != nil && t.calls[named.call] == nil {
+			named = nil
+		}
+		if x == nil && named != nil {
+			x, c = named, t.calls[named.call]
+		}
+		if named != nil && (!named.consult || named.call != c.id) {
+			named = nil
+		}
+	}
 	if x == nil {
 		// A transfer of a call whose customer is on a live answered call.
 		for _, cc := range t.calls {
@@ -387,7 +483,7 @@ func (t *translator) transferred(ev Event, e *emitter) {
 	c.seen = e.at
 	t.markPending(c)
 	target := ev.Call.local().ident()
-	if x.consult && target == x.by {
+	if x.consult && (target == x.by || target == "") {
 		target = x.target
 	}
 	var consult *xcall
@@ -395,6 +491,9 @@ func (t *translator) transferred(ev Event, e *emitter) {
 		if !o.transferred && (o.target == target || (target == o.by && o.up)) {
 			consult = o
 		}
+	}
+	if named != nil && !named.transferred {
+		consult = named
 	}
 	if consult != nil {
 		target = consult.target
@@ -453,15 +552,25 @@ func (t *translator) hungUp(ev Event, e *emitter) {
 	var l *leg
 	switch {
 	case x.consult:
-		withCustomer := c.remote != "" && (ev.Call.caller().number == c.remote || ev.Call.callee().number == c.remote)
 		switch {
-		case withCustomer:
+		case withCustomer(c, ev):
 			// The customer's conversation with the consulted agent, carried
 			// on under the consultation's id, ended.
 			l = c.legs[x.target]
+			if x.up && !x.transferred {
+				// The transfer was not reported (or not readable): the
+				// consulted agent had the customer.
+				l = t.handOver(c, x, e)
+			}
 		case x.transferred:
 			// A→B of an attended transfer (Xelion sends it twice): the
 			// consulted agent stays with the customer.
+			e.drop = reasonConsult
+			return
+		case x.unsure && x.up:
+			// A→B after a transfer event that could not be read: perhaps
+			// the end of an attended transfer's consultation. The target's
+			// leg stays until an event shows where the customer is.
 			e.drop = reasonConsult
 			return
 		default:
@@ -472,6 +581,11 @@ func (t *translator) hungUp(ev Event, e *emitter) {
 		}
 	case local != "":
 		l = c.legs[local]
+		if o := c.upConsult(local); o != nil && ev.Type != ChannelHungUpEvent && withCustomer(c, ev) {
+			// The consulted party hangs up on the customer: they had been
+			// handed the call without a transfer event saying so.
+			l = t.handOver(c, o, e)
+		}
 	case ev.Type == ChannelHungUpEvent:
 		// Only the customer's side is filled in: not a leg we report.
 		e.drop = reasonNoParty
