@@ -38,7 +38,11 @@ type Options struct {
 	// RequestTimeout bounds one REST request or WebSocket handshake (default 15s).
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnects (default
-	// 1s and 1m); the wait doubles per failed attempt, with jitter.
+	// 500ms and 15s). The first attempt after a connection is lost goes at
+	// once; then the wait starts at MinBackoff and doubles per failed
+	// attempt up to MaxBackoff, with jitter. Xelion does not replay what it
+	// sent while the source was away, so the cap is the longest time a
+	// call can start unseen after the server is back.
 	MinBackoff, MaxBackoff time.Duration
 	// PingInterval is how often the WebSocket is pinged to notice a dead
 	// connection (default 30s).
@@ -69,6 +73,10 @@ type Source struct {
 	// resyncLast is the last problem reading the running calls, "" after
 	// a success: a problem is logged when it changes.
 	resyncLast string
+	// downSince is when the connection was lost, zero while it is up or
+	// before it first came up: the outage is logged with its length when
+	// it ends.
+	downSince time.Time
 }
 
 // New checks the options and returns a Source that has not connected yet.
@@ -108,8 +116,8 @@ func New(o Options) (*Source, error) {
 		api:        api,
 		tr:         newTranslator(now),
 		m:          m,
-		minBackoff: cmpOr(o.MinBackoff, time.Second),
-		maxBackoff: cmpOr(o.MaxBackoff, time.Minute),
+		minBackoff: cmpOr(o.MinBackoff, 500*time.Millisecond),
+		maxBackoff: cmpOr(o.MaxBackoff, 15*time.Second),
 		ping:       cmpOr(o.PingInterval, 30*time.Second),
 		timeout:    api.timeout,
 	}
@@ -194,9 +202,14 @@ func (s *Source) shutdown() {
 	s.sess.logout(ctx)
 }
 
-// backoff is the wait before reconnect attempt n (1-based).
+// backoff is the wait before reconnect attempt n (1-based): none for the
+// first, whose failure may be a blip of one connection, then minBackoff
+// doubling up to maxBackoff, with jitter.
 func (s *Source) backoff(n int) time.Duration {
-	return backoff.Delay(n, s.minBackoff, s.maxBackoff)
+	if n <= 1 {
+		return 0
+	}
+	return backoff.Delay(n-1, s.minBackoff, s.maxBackoff)
 }
 
 func (s *Source) setConnected(up bool) {
@@ -205,9 +218,18 @@ func (s *Source) setConnected(up bool) {
 	}
 	if up {
 		s.m.connected.Set(1)
-		s.log.Info("xelion feed up")
+		if s.downSince.IsZero() {
+			s.log.Info("xelion feed up")
+			return
+		}
+		// One line per outage, when it ends, with its length: the calls
+		// that began in it were not seen.
+		d := time.Since(s.downSince)
+		s.downSince = time.Time{}
+		s.log.Info(fmt.Sprintf("Xelion connection back after %s", d.Round(100*time.Millisecond)), "outage", d)
 	} else {
 		s.m.connected.Set(0)
+		s.downSince = time.Now()
 		s.log.Info("xelion feed down")
 	}
 }

@@ -451,10 +451,18 @@ func TestNew(t *testing.T) {
 	}
 }
 
+// TestBackoff: the first reconnect goes at once, then from 500ms doubling to
+// the 15s cap (the defaults), with jitter.
 func TestBackoff(t *testing.T) {
-	s := &Source{minBackoff: time.Second, maxBackoff: time.Minute}
-	for n := 1; n <= 12; n++ {
-		want := min(time.Second<<(n-1), time.Minute)
+	s, err := New(Options{Config: Config{URL: "https://x", Username: "a", Password: "b"}, Journal: &recorder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := s.backoff(1); d != 0 {
+		t.Fatalf("backoff(1) = %v, want the first retry at once", d)
+	}
+	for n := 2; n <= 12; n++ {
+		want := min(500*time.Millisecond<<(n-2), 15*time.Second)
 		for range 50 {
 			d := s.backoff(n)
 			if d < want/2 || d > want {

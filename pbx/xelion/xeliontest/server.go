@@ -56,6 +56,12 @@ type Stats struct {
 	// Subscribed lists the notification types the current connection
 	// subscribed to.
 	Subscribed []string
+	// LastHandshake is when the last WebSocket was accepted (zero before
+	// the first).
+	LastHandshake time.Time
+	// RefusedWhileDown counts requests answered 503 while the server was
+	// down (Down).
+	RefusedWhileDown int
 }
 
 type session struct {
@@ -89,7 +95,8 @@ type Server struct {
 	stats    Stats
 	changed  chan struct{} // closed and replaced on every change
 	sendMu   sync.Mutex
-	refuseWS int // WebSocket handshakes still to refuse
+	refuseWS int  // WebSocket handshakes still to refuse
+	down     bool // every request is refused (Down)
 
 	calls      map[string]*runningCall // by callId
 	callSeq    int
@@ -157,7 +164,7 @@ func New(opts Options) *Server {
 
 // Start listens on 127.0.0.1 and starts expiring sessions.
 func (s *Server) Start() {
-	s.srv = httptest.NewUnstartedServer(s.mux)
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(fmt.Sprintf("xeliontest: listen: %v", err))
@@ -191,9 +198,50 @@ func (s *Server) Close() {
 func (s *Server) Transport() http.RoundTripper {
 	return roundTripper(func(r *http.Request) (*http.Response, error) {
 		rec := httptest.NewRecorder()
-		s.mux.ServeHTTP(rec, r)
+		s.serve(rec, r)
 		return rec.Result(), nil
 	})
+}
+
+// serve answers every request with 503 while the server is down, else
+// as the API does.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	down := s.down
+	if down {
+		s.stats.RefusedWhileDown++
+		s.changedLocked()
+	}
+	s.mu.Unlock()
+	if down {
+		xerr(w, http.StatusServiceUnavailable, 11000, "service unavailable")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Down takes the server down, as an outage or a restart would: the
+// WebSocket goes at once (abruptly) and every request, a WebSocket
+// handshake included, is answered 503 until Up. Sessions survive.
+func (s *Server) Down() {
+	s.mu.Lock()
+	s.down = true
+	c := s.cur
+	s.cur = nil
+	s.changedLocked()
+	s.mu.Unlock()
+	if c != nil {
+		c.ws.CloseNow()
+	}
+}
+
+// Up ends an outage begun by Down and returns when it ended.
+func (s *Server) Up() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = false
+	s.changedLocked()
+	return time.Now()
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)
@@ -459,6 +507,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cur = c
 	s.stats.Connections++
+	s.stats.LastHandshake = time.Now()
 	s.changedLocked()
 	s.mu.Unlock()
 	s.read(c)
