@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -246,5 +247,86 @@ func TestXelionHangUpWhileDisconnected(t *testing.T) {
 		if r.Duplicate || r.OutOfOrder {
 			t.Fatalf("ROBIN flagged %+v", r.Event)
 		}
+	}
+}
+
+// TestXelionAttendedTransferShapes plays Xelion's attended transfer with its
+// transfer event in the CallEvent shape, in the assumed CallTransferredEvent
+// shapes and in shapes nobody can read, through the whole pipeline: ROBIN
+// gets Answered for 201, Transfer to 202 and Disconnected for 202, in that
+// order. Before the fix an unreadable transfer event let the end of the
+// consultation (Anna→Bert) end the call: Disconnected for 201 while the
+// customer was still talking to 202, and the real hang-up dropped.
+func TestXelionAttendedTransferShapes(t *testing.T) {
+	shapes := map[string]xeliontest.TransferShape{
+		"callevent": xeliontest.TransferCallEvent,
+		"calls":     xeliontest.TransferCalls,
+		"ids":       xeliontest.TransferIDs,
+		"empty":     xeliontest.TransferEmpty,
+		"unknown":   xeliontest.TransferUnknown,
+	}
+	const id, customer, dialled = xeliontest.TransferCallID, xeliontest.TransferCustomer, "+31152511401"
+	want := []wantEvent{
+		{"Answered", id, "201", customer, dialled, "Inbound"},
+		{"Transfer", id, "202", customer, dialled, "Inbound"},
+		{"Disconnected", id, "202", customer, dialled, "Inbound"},
+	}
+	for name, shape := range shapes {
+		for _, o := range []xeliontest.TransferOptions{{}, {FinalUnderConsultation: true}} {
+			t.Run(fmt.Sprintf("%s/final-under-consultation=%v", name, o.FinalUnderConsultation), func(t *testing.T) {
+				t.Parallel()
+				tb, fake := startXelionBridge(t, xeliontest.Options{})
+				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+				defer cancel()
+				if err := fake.Play(ctx, xeliontest.AttendedTransfer(shape, o)); err != nil {
+					t.Fatal(err)
+				}
+				got := tb.WaitEvents(t, len(want))
+				if d := cmp.Diff(want, eventsOf(got)[:len(want)]); d != "" {
+					t.Fatalf("events at ROBIN (-want +got):\n%s", d)
+				}
+				for _, r := range got {
+					if r.Duplicate || r.OutOfOrder {
+						t.Fatalf("ROBIN flagged %+v", r.Event)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestXelionBackAfterOutage: with the bridge's settings, the Xelion server
+// going down briefly costs no more than a second after it is back, and the
+// call that hung up meanwhile gets its Disconnected from the resync.
+func TestXelionBackAfterOutage(t *testing.T) {
+	sc, err := xeliontest.LoadScript(filepath.Join("..", "testdata", "xelion", "calls", "answered.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, fake := startXelionBridge(t, xeliontest.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := fake.Play(ctx, sc.Steps[:2]); err != nil {
+		t.Fatal(err)
+	}
+	tb.WaitEvents(t, 1)
+	fake.Down()
+	if err := fake.WaitFor(ctx, func(st xeliontest.Stats) bool { return st.RefusedWhileDown >= 1 }); err != nil {
+		t.Fatalf("the bridge did not retry: %v", err)
+	}
+	const gone = "1709632800.101"
+	if !fake.HangUp(gone) {
+		t.Fatalf("call %s was not running on the fake", gone)
+	}
+	back := fake.Up()
+	if err := fake.WaitConnected(ctx, 2, xelion.Subscriptions...); err != nil {
+		t.Fatal(err)
+	}
+	if late := fake.Stats().LastHandshake.Sub(back); late > time.Second {
+		t.Errorf("the bridge reconnected %v after Xelion was back, want within 1s", late)
+	}
+	got := tb.WaitEvents(t, 2)
+	if last := got[1].Event; last.Type != "Disconnected" || last.ID != gone {
+		t.Fatalf("after the outage ROBIN got %+v, want the Disconnected of %s", last, gone)
 	}
 }
