@@ -144,6 +144,45 @@ func TestThreeCXRestart(t *testing.T) {
 	}
 }
 
+// TestThreeCXReconnectAfterOutage: the fake 3CX goes away for a moment (it
+// refuses the source's first attempts) and comes back; the bridge is
+// connected again within a second of that, measured between the fake's own
+// "up" and its accepting the WebSocket, and a call placed right after is
+// reported.
+func TestThreeCXReconnectAfterOutage(t *testing.T) {
+	sc := &threecxtest.Script{DNs: []threecxtest.DN{{DN: "150", Type: "Wextension"}}}
+	tb, srv := startThreeCXBridge(t, sc)
+	srv.SetDown(true)
+	threecxWaitUntil(t, "the source noticed the PBX went down", func() bool { return threecxMetric(t, tb, "voipbridge_threecx_connected") == 0 })
+	threecxWaitUntil(t, "the PBX refused three attempts", func() bool { return srv.Stats().Refused >= 3 })
+	srv.SetDown(false)
+	threecxWaitUntil(t, "the source reconnected", func() bool { return threecxMetric(t, tb, "voipbridge_threecx_connected") == 1 })
+	st := srv.Stats()
+	if blind := st.LastAccept.Sub(st.LastUp); blind < 0 || blind > time.Second {
+		t.Errorf("the source reconnected %v after the PBX came back, want within 1s", blind)
+	}
+	call := map[string]any{
+		"dn": "150", "id": 8106, "callid": 1264, "status": "Ringing", "party_dn_type": "Wexternalline", "party_dn": "10007",
+		"party_caller_id": "0891234567", "party_did": "0301234567", "originated_by_dn": "ROUTER",
+	}
+	for _, status := range []string{"Ringing", "Connected"} {
+		call["status"] = status
+		if err := srv.Upsert(call, threecxtest.Send); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.WaitEvents(t, 1)
+	srv.Remove("150", "8106", threecxtest.Send)
+	tb.WaitEvents(t, 2)
+	want := []wantEvent{
+		{"Answered", "1264", "150", "+49891234567", "+49301234567", "Inbound"},
+		{"Disconnected", "1264", "150", "+49891234567", "+49301234567", "Inbound"},
+	}
+	if d := cmp.Diff(want, eventsOf(tb.Settle(t))); d != "" {
+		t.Fatalf("events at ROBIN (-want +got):\n%s", d)
+	}
+}
+
 // TestThreeCXReadiness: /readyz reports the 3CX source, and neither it nor
 // /metrics shows the 3CX secret.
 func TestThreeCXReadiness(t *testing.T) {

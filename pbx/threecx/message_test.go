@@ -2,6 +2,7 @@ package threecx
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -264,17 +265,36 @@ func TestCheckSequence(t *testing.T) {
 	}
 }
 
+// TestBackoff: the source's defaults make the first reconnect immediate and
+// cap the wait at 15s.
 func TestBackoff(t *testing.T) {
-	s := &Source{minBackoff: time.Second, maxBackoff: time.Minute}
-	for n, ceiling := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 4: 8 * time.Second, 7: time.Minute, 50: time.Minute} {
+	s, err := New(Options{Config: Config{URL: "https://pbx.example.com", ClientID: "900", ClientSecret: "k"}, Journal: nopJournal{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		n       int
+		down    time.Duration
+		ceiling time.Duration
+	}{
+		{1, 0, 0},
+		{1, time.Hour, 0},
+		{2, 0, 250 * time.Millisecond},
+		{3, 6 * time.Second, 750 * time.Millisecond},
+		{50, time.Hour, 15 * time.Second},
+	} {
 		for range 200 {
-			d := s.backoff(n)
-			if d < ceiling/2 || d > ceiling {
-				t.Fatalf("backoff(%d) = %s, want between %s and %s", n, d, ceiling/2, ceiling)
+			d := s.backoff(tc.n, tc.down)
+			if d < tc.ceiling/2 || d > tc.ceiling {
+				t.Fatalf("backoff(%d, %s) = %s, want between %s and %s", tc.n, tc.down, d, tc.ceiling/2, tc.ceiling)
 			}
 		}
 	}
 }
+
+type nopJournal struct{}
+
+func (nopJournal) PublishSignal(context.Context, events.Signal) error { return nil }
 
 func TestConfig(t *testing.T) {
 	good := Config{URL: "https://pbx.example.com", ClientID: "900", ClientSecret: "hunter2-api-key", QueueDNs: []string{"800"}}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/voipbridge/voipbridge/backoff"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/voipbridge/voipbridge/backoff"
 	"github.com/voipbridge/voipbridge/events"
 )
 
@@ -96,7 +96,11 @@ type Options struct {
 	// RequestTimeout bounds one REST request or WebSocket handshake (default 15s).
 	RequestTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnects (default
-	// 1s and 1m); the wait doubles per failed attempt, with jitter.
+	// 250ms and 15s). The first attempt after a loss goes at once; later
+	// ones wait an eighth of the outage so far, with jitter (see
+	// backoff.Reconnect), so the source is back at most that long after the
+	// PBX: 3CX does not replay what happened meanwhile, and a call that
+	// starts and ends while the source is away is never seen.
 	MinBackoff, MaxBackoff time.Duration
 	// PingInterval is how often the WebSocket is pinged to notice a dead
 	// connection (default 30s).
@@ -123,6 +127,10 @@ type Source struct {
 	// Per connection: the last sequence number seen.
 	lastSeq int64
 	haveSeq bool
+
+	// lostAt is when the last connection was lost; zero before the first
+	// connection and while connected. Only Run's goroutine uses it.
+	lostAt time.Time
 }
 
 // New checks the options and returns a Source that has not connected yet.
@@ -150,8 +158,8 @@ func New(o Options) (*Source, error) {
 		book:       newBook(o.Config.QueueDNs),
 		store:      o.Store,
 		drops:      make(map[string]*dropLog),
-		minBackoff: cmpOr(o.MinBackoff, time.Second),
-		maxBackoff: cmpOr(o.MaxBackoff, time.Minute),
+		minBackoff: cmpOr(o.MinBackoff, 250*time.Millisecond),
+		maxBackoff: cmpOr(o.MaxBackoff, 15*time.Second),
 		ping:       cmpOr(o.PingInterval, 30*time.Second),
 	}
 	s.maxBackoff = max(s.maxBackoff, s.minBackoff)
@@ -177,31 +185,38 @@ func New(o Options) (*Source, error) {
 // (the WebSocket is open and the snapshot after connecting was journaled).
 func (s *Source) Connected() bool { return s.connected.Load() }
 
-// Run follows the PBX until ctx is cancelled, reconnecting with capped
-// exponential backoff after every failure, and then returns nil. Every
-// (re)connect starts with a full snapshot, so calls that ended while the
-// bridge was not listening still get their end. A journal failure ends the
-// connection: what was not journaled is derived again from the snapshot of
-// the next one, never dropped. The exception is a signal the journal
-// refuses as invalid (events.ErrInvalidSignal): no retry can change it, so
-// it is dropped, logged and counted, and the source carries on.
+// Run follows the PBX until ctx is cancelled, reconnecting after every
+// failure (at once, then with a wait that grows with the outage, see
+// Options.MinBackoff), and then returns nil. Every (re)connect starts with a
+// full snapshot, so calls that ended while the bridge was not listening
+// still get their end. A journal failure ends the connection: what was not
+// journaled is derived again from the snapshot of the next one, never
+// dropped. The exception is a signal the journal refuses as invalid
+// (events.ErrInvalidSignal): no retry can change it, so it is dropped,
+// logged and counted, and the source carries on.
 func (s *Source) Run(ctx context.Context) error {
 	if err := s.restore(ctx); err != nil {
 		s.log.Warn("3CX legs of the last run not restored; calls that ended meanwhile end on the call timeout", "err", err)
 	}
 	failures := 0
 	lastErr := ""
+	// failingSince is when the connection stopped being healthy: the
+	// outage the reconnect wait grows with. A connection that comes up and
+	// fails again quickly does not end it, so a PBX that keeps dropping
+	// sockets is not hammered.
+	var failingSince time.Time
 	for {
 		start := time.Now()
 		err := s.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		// A connection that stayed up for a while resets the backoff; one
-		// that fails straight away keeps doubling it.
 		if s.sessionWasHealthy(start) {
 			failures = 0
 			lastErr = ""
+		}
+		if failures == 0 {
+			failingSince = time.Now()
 		}
 		failures++
 		if msg := errString(err); msg != lastErr {
@@ -212,25 +227,37 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 			lastErr = msg
 		}
-		wait := s.backoff(failures)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
+		wait := s.backoff(failures, time.Since(failingSince))
+		if isAuth(err) {
+			// Refused credentials do not come right by themselves, and a
+			// PBX may block an address that keeps failing to log in: the
+			// wait doubles from a second to a minute instead.
+			wait = backoff.Delay(failures, time.Second, time.Minute)
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
 		}
 		s.m.reconnects.Inc()
 	}
 }
 
+// sessionWasHealthy reports whether a connection stayed up long enough
+// (MaxBackoff) that its loss starts a new outage: the next attempt goes at
+// once again.
 func (s *Source) sessionWasHealthy(start time.Time) bool {
 	return time.Since(start) >= s.maxBackoff
 }
 
-// backoff is the wait before reconnect attempt n (1-based).
-func (s *Source) backoff(n int) time.Duration {
-	return backoff.Delay(n, s.minBackoff, s.maxBackoff)
+// backoff is the wait before reconnect attempt n (1-based) of an outage
+// that has lasted down.
+func (s *Source) backoff(n int, down time.Duration) time.Duration {
+	return backoff.Reconnect(n, down, s.minBackoff, s.maxBackoff)
 }
 
 // session is one connection: WebSocket up, snapshot, then messages until
@@ -258,8 +285,18 @@ func (s *Source) session(ctx context.Context) error {
 		return err
 	}
 	s.setConnected(true)
-	defer s.setConnected(false)
-	s.log.Info("3CX call control connected")
+	defer func() {
+		s.setConnected(false)
+		s.lostAt = time.Now()
+	}()
+	if s.lostAt.IsZero() {
+		s.log.Info("3CX call control connected")
+	} else {
+		// One line per outage, when it ends: how long the source was blind.
+		out := time.Since(s.lostAt)
+		s.log.Info("3CX connection back after "+roundOutage(out).String(), "outage", out)
+		s.lostAt = time.Time{}
+	}
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
@@ -568,6 +605,15 @@ func (s *Source) skip(ctx context.Context, pd pending, err error) {
 	if sig.State == events.Ended {
 		s.persist(ctx, pd.path)
 	}
+}
+
+// roundOutage rounds an outage for the log line: tenths of a second, or
+// milliseconds below a second.
+func roundOutage(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(100 * time.Millisecond)
 }
 
 func errString(err error) string {

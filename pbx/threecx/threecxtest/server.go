@@ -47,6 +47,11 @@ type Stats struct {
 	Connections   int // WebSocket upgrades accepted
 	Queued        int // WebSocket messages queued, counted once per socket
 	Sent          int // WebSocket messages written
+	Refused       int // requests answered 503 while down
+	// LastUp is when SetDown(false) last ran; LastAccept when the last
+	// WebSocket upgrade was accepted. Their difference is how long a
+	// client took to notice the PBX was back.
+	LastUp, LastAccept time.Time
 }
 
 // Server is a fake 3CX. It is an http.Handler; StartHTTP and StartMemory
@@ -118,6 +123,9 @@ func New(o Options) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	down := s.down
+	if down {
+		s.stats.Refused++
+	}
 	s.mu.Unlock()
 	if down {
 		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
@@ -298,6 +306,9 @@ func (s *Server) SendRaw(data []byte) {
 // (down=true), or serves again (down=false).
 func (s *Server) SetDown(down bool) {
 	s.mu.Lock()
+	if s.down && !down {
+		s.stats.LastUp = time.Now()
+	}
 	s.down = down
 	s.mu.Unlock()
 	if down {
@@ -499,6 +510,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conns[c] = struct{}{}
 	s.stats.Connections++
+	s.stats.LastAccept = time.Now()
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
