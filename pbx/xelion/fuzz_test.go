@@ -47,6 +47,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"notificationType":"callHungUpEvent","notification":{"callId":7,"calleeAddressable":{"oid":null}}}`))
 	f.Add([]byte(`{"notificationType":"callTransferredEvent","notification":{"callId":"x","initiation":"internal"}}`))
 	f.Add([]byte(`{"notificationType":"newCallEvent","notification":{"callId":"c\u001b[31m1","calleePhoneNumber":"20\u202e1"}}`))
+	f.Add([]byte(`{"notificationType":"callTransferredEvent","notification":{"transferredCall":{"callId":"1709633400.108","callerPhoneNumber":"+31612345678"},"consultationCall":{"callId":"1709633460.110","calleePhoneNumber":"+31152511402"}}}`))
+	f.Add([]byte(`{"notificationType":"callTransferredEvent","notification":{"object":{"originalCallId":"1709633400.108","newCallId":1709633460.110}}}`))
+	f.Add([]byte(`{"notificationType":"callTransferredEvent","notification":{"object":{}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, err := Decode(data)
 		if err != nil {
