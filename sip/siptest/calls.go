@@ -43,6 +43,10 @@ type TransferOptions struct {
 	NewCallID bool
 	// Replaces announces the old Call-ID in a <replaces> element.
 	Replaces bool
+	// RingFirst starts the new dialog (and waits until its NOTIFYs were
+	// answered) before the agent's dialog ends, as when the transferor's
+	// phone hangs up only once the transfer target rings.
+	RingFirst bool
 }
 
 // Inbound makes an outside caller (from, dialling did) ring extension ext.
@@ -195,6 +199,12 @@ func (l *Leg) BlindTransfer(to string, o TransferOptions) *Leg {
 		if o.Replaces {
 			next.replaces = l.CallID
 		}
+	}
+	if o.RingFirst {
+		next = l.p.newLeg(next, "early")
+		next.waitDelivered(5 * time.Second)
+		l.Hangup("local-bye")
+		return next
 	}
 	l.Hangup("local-bye")
 	return l.p.newLeg(next, "early")

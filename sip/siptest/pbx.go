@@ -121,7 +121,7 @@ type PBX struct {
 	senders sync.WaitGroup
 
 	mu         sync.Mutex
-	inst       *instance // nil while stopped
+	inst       *instance                // nil while stopped
 	subs       map[string]*subscription // by Call-ID
 	calls      map[string]*Leg          // live legs by dialog id
 	nonces     map[string]int           // issued nonce → uses
