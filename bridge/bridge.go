@@ -184,6 +184,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		func() error { return startThreeCX(b.runCtx, cfg.ThreeCX, env) },
 		func() error { return startXelion(b.runCtx, cfg.Xelion, env) },
 		func() error { return startVoIPGRID(b.runCtx, cfg.VoIPGRID, env) },
+		func() error { return startWebhookProfiles(cfg.WebhookProfilesDir, env) },
 	} {
 		if err := start(); err != nil {
 			b.stopRun(err)

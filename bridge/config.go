@@ -45,6 +45,8 @@ type Config struct {
 	WebhookHMACSecret string   `env:"WEBHOOK_HMAC_SECRET"`
 	WebhookAllowCIDRs []string `env:"WEBHOOK_ALLOW_CIDRS" envSeparator:","`
 	WebhookMaxBody    int64    `env:"WEBHOOK_MAX_BODY" envDefault:"65536"`
+	// WebhookProfilesDir holds extra webhook profiles (*.json); empty: only the built-in ones.
+	WebhookProfilesDir string `env:"WEBHOOK_PROFILES_DIR"`
 
 	PhoneRegion       string `env:"PHONE_REGION" envDefault:"NL"`
 	OutsideLinePrefix string `env:"OUTSIDE_LINE_PREFIX"`
