@@ -157,6 +157,34 @@ func TestCalls(t *testing.T) {
 	}
 }
 
+// TestPascalCaseMessages plays calls with the WebSocket members spelled as
+// 3CX's documentation writes them (EventType, Entity, AttachedData): the same
+// signals as with the samples' snake_case.
+func TestPascalCaseMessages(t *testing.T) {
+	for _, script := range []string{"answered_inbound", "sequence_gap"} {
+		t.Run(script, func(t *testing.T) {
+			sc := loadScript(t, script)
+			synctest.Test(t, func(t *testing.T) {
+				snake := startHarness(t, setup{dns: sc.DNs})
+				snake.play(sc)
+				snake.stop()
+				pascal := startHarness(t, setup{dns: sc.DNs, fake: threecxtest.Options{
+					ClientID: testClientID, ClientSecret: testSecret, PascalCase: true,
+				}})
+				pascal.play(sc)
+				pascal.stop()
+				if got := pascal.counter("voipbridge_threecx_messages_processed_total"); got == 0 {
+					t.Error("no message processed")
+				}
+				if len(snake.journal.all()) == 0 {
+					t.Fatal("no signals")
+				}
+				checkSignals(t, pascal.journal.all(), snake.journal.all())
+			})
+		})
+	}
+}
+
 // TestSequenceGapTakesSnapshot checks that the gap, and only the gap, made
 // the source take a second snapshot on the same connection.
 func TestSequenceGapTakesSnapshot(t *testing.T) {

@@ -20,6 +20,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"event":{"event_type":4,"attached_data":{"RequestID":"1","Path":"/x","StatusCode":200,"Response":"{}"}}}`,
 		`{"sequence":-1,"event":{"event_type":1,"entity":"/callcontrol/../participants/1"}}`,
 		`{"sequence":99999999999999999999,"event":{"event_type":0,"entity":"x"}}`,
+		`{"Sequence":3,"Event":{"EventType":0,"Entity":"/callcontrol/150/participants/8106","AttachedData":null}}`,
+		`{"event":{"EventType":0,"eventType":1,"entity":"/x"}}`,
 		`{"event":null}`, `null`, `[]`, `{`, ``,
 	} {
 		f.Add([]byte(s))

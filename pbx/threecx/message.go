@@ -125,32 +125,59 @@ func decodeErr(reason string, err error) error { return &DecodeError{Reason: rea
 // anything that is not a usable message; upserts and removes always carry an
 // entity path. Message types it does not know are returned with their type so
 // that the caller can count and skip them.
+//
+// Member names are matched without regard to case and underscores: 3CX's
+// samples and captured traffic write event_type, entity and attached_data,
+// its documentation writes EventType, Entity and AttachedData.
 func DecodeMessage(data []byte) (Message, error) {
-	var wire struct {
-		Sequence *json.Number `json:"sequence"`
-		Event    *struct {
-			Type   *EventType `json:"event_type"`
-			Entity string     `json:"entity"`
-		} `json:"event"`
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	if err := dec.Decode(&wire); err != nil {
+	var top map[string]json.RawMessage
+	if err := dec.Decode(&top); err != nil {
 		return Message{}, decodeErr(reasonJSON, err)
 	}
 	if dec.More() {
 		return Message{}, decodeErr(reasonJSON, errors.New("trailing data after message"))
 	}
-	if wire.Event == nil || wire.Event.Type == nil {
+	rawSeq, err := member(top, "sequence")
+	if err != nil {
+		return Message{}, decodeErr(reasonJSON, err)
+	}
+	rawEvent, err := member(top, "event")
+	if err != nil {
+		return Message{}, decodeErr(reasonJSON, err)
+	}
+	var event map[string]json.RawMessage
+	if err := json.Unmarshal(orNull(rawEvent), &event); err != nil {
+		return Message{}, decodeErr(reasonJSON, fmt.Errorf("event: %w", err))
+	}
+	rawType, err := member(event, "event_type")
+	if err != nil {
+		return Message{}, decodeErr(reasonJSON, err)
+	}
+	if isNull(rawType) {
 		return Message{}, decodeErr(reasonNoEvent, nil)
 	}
-	m := Message{Type: *wire.Event.Type, Entity: wire.Event.Entity}
-	if wire.Sequence != nil {
-		n, err := wire.Sequence.Int64()
-		if err != nil {
+	var m Message
+	if err := json.Unmarshal(rawType, &m.Type); err != nil {
+		return Message{}, decodeErr(reasonJSON, err)
+	}
+	rawEntity, err := member(event, "entity")
+	if err != nil {
+		return Message{}, decodeErr(reasonJSON, err)
+	}
+	if err := json.Unmarshal(orNull(rawEntity), &m.Entity); err != nil {
+		return Message{}, decodeErr(reasonJSON, fmt.Errorf("entity: %w", err))
+	}
+	if !isNull(rawSeq) {
+		var n json.Number
+		if err := json.Unmarshal(rawSeq, &n); err != nil {
 			return Message{}, decodeErr(reasonJSON, fmt.Errorf("sequence: %w", err))
 		}
-		m.Sequence, m.HasSequence = n, true
+		if m.Sequence, err = n.Int64(); err != nil {
+			return Message{}, decodeErr(reasonJSON, fmt.Errorf("sequence: %w", err))
+		}
+		m.HasSequence = true
 	}
 	switch m.Type {
 	case EventUpsert, EventRemove:
@@ -162,6 +189,45 @@ func DecodeMessage(data []byte) (Message, error) {
 		return m, decodeErr(reasonUnknownType, fmt.Errorf("event_type %d", int(m.Type)))
 	}
 	return m, nil
+}
+
+// foldName is a member name without case and underscores: event_type,
+// EventType and eventType are one name.
+func foldName(s string) string {
+	return strings.ToLower(strings.ReplaceAll(s, "_", ""))
+}
+
+// member returns the member of obj called name (snake_case), found without
+// regard to case and underscores, or nil when there is none. The name as
+// written wins; two other spellings of it are ambiguous.
+func member(obj map[string]json.RawMessage, name string) (json.RawMessage, error) {
+	if v, ok := obj[name]; ok {
+		return v, nil
+	}
+	want := foldName(name)
+	var found json.RawMessage
+	n := 0
+	for k, v := range obj {
+		if foldName(k) == want {
+			found = v
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, fmt.Errorf("%s is given %d times in different spellings", name, n)
+	}
+	return found, nil
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null"
+}
+
+func orNull(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return json.RawMessage("null")
+	}
+	return raw
 }
 
 // ID is a 3CX identifier (participant id, callid, legid). 3CX sends numbers;
@@ -236,9 +302,20 @@ const (
 
 // DecodeParticipant decodes one participant object. dn is the DN from the
 // entity path; it fills a missing dn field and must match a present one.
+//
+// Member names are matched like DecodeMessage's: party_did, PartyDid and
+// partyDID are one field.
 func DecodeParticipant(data []byte, dn string) (Participant, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return Participant{}, decodeErr(reasonParticipant, err)
+	}
 	var p Participant
-	if err := json.Unmarshal(data, &p); err != nil {
+	if obj == nil {
+		// JSON null: no participant at all.
+		return Participant{}, decodeErr(reasonParticipant, errors.New("no id"))
+	}
+	if err := p.fill(obj); err != nil {
 		return Participant{}, decodeErr(reasonParticipant, err)
 	}
 	if p.DN == "" {
@@ -251,6 +328,36 @@ func DecodeParticipant(data []byte, dn string) (Participant, error) {
 		return Participant{}, decodeErr(reasonParticipant, fmt.Errorf("dn %q does not match the entity's dn", p.DN))
 	}
 	return p, nil
+}
+
+// fill sets the fields whose members obj holds, matching names like member.
+func (p *Participant) fill(obj map[string]json.RawMessage) error {
+	for _, f := range []struct {
+		name string
+		to   any
+	}{
+		{"id", &p.ID}, {"status", &p.Status}, {"dn", &p.DN},
+		{"party_caller_name", &p.PartyCallerName}, {"party_dn", &p.PartyDN},
+		{"party_caller_id", &p.PartyCallerID}, {"party_did", &p.PartyDID},
+		{"device_id", &p.DeviceID}, {"party_dn_type", &p.PartyDNType},
+		{"direct_control", &p.DirectControl},
+		{"originated_by_dn", &p.OriginatedByDN}, {"originated_by_type", &p.OriginatedByType},
+		{"referred_by_dn", &p.ReferredByDN}, {"referred_by_type", &p.ReferredByType},
+		{"on_behalf_of_dn", &p.OnBehalfOfDN}, {"on_behalf_of_type", &p.OnBehalfOfType},
+		{"callid", &p.CallID}, {"legid", &p.LegID},
+	} {
+		raw, err := member(obj, f.name)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			continue
+		}
+		if err := json.Unmarshal(raw, f.to); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return nil
 }
 
 func (p *Participant) validate() error {

@@ -122,6 +122,19 @@ func TestDecodeMessage(t *testing.T) {
 		{in: `{"event":{"event_type":7,"entity":"/x"}}`, reason: reasonUnknownType},
 		{in: `{"event":{"event_type":"Bogus","entity":"/x"}}`, reason: reasonJSON},
 		{in: `[]`, reason: reasonJSON},
+		{in: `null`, reason: reasonNoEvent},
+		// 3CX's documentation spells the members in PascalCase, its samples
+		// in snake_case; other spellings of the same names are accepted too.
+		{in: `{"Sequence":5,"Event":{"EventType":0,"Entity":"/callcontrol/150/participants/8106","AttachedData":null}}`, want: Message{Sequence: 5, HasSequence: true, Type: EventUpsert, Entity: "/callcontrol/150/participants/8106"}},
+		{in: `{"sequence":6,"event":{"EventType":"Remove","entity":"/callcontrol/150/participants/8106"}}`, want: Message{Sequence: 6, HasSequence: true, Type: EventRemove, Entity: "/callcontrol/150/participants/8106"}},
+		{in: `{"SEQUENCE":7,"EVENT":{"eventType":1,"ENTITY":"/callcontrol/150/participants/8106"}}`, want: Message{Sequence: 7, HasSequence: true, Type: EventRemove, Entity: "/callcontrol/150/participants/8106"}},
+		{in: `{"Event":{"EventType":1}}`, reason: reasonNoEntity},
+		{in: `{"Event":{"Entity":"/x"}}`, reason: reasonNoEvent},
+		// The snake_case spelling wins over another one; two other
+		// spellings of one member are refused rather than picked at random.
+		{in: `{"event":{"event_type":0,"EventType":1,"entity":"/x"}}`, want: Message{Type: EventUpsert, Entity: "/x"}},
+		{in: `{"event":{"EventType":0,"eventType":1,"entity":"/x"}}`, reason: reasonJSON},
+		{in: `{"event":{"event_type":0,"entity":7}}`, reason: reasonJSON},
 	}
 	for _, tt := range tests {
 		got, err := DecodeMessage([]byte(tt.in))
@@ -156,6 +169,33 @@ func TestDecodeParticipantRejects(t *testing.T) {
 	p, err := DecodeParticipant([]byte(`{"id":"8106","callid":"1264"}`), "150")
 	if err != nil || p.DN != "150" || p.ID != "8106" || p.CallID != "1264" {
 		t.Errorf("string ids and a DN from the path: got %+v, %v", p, err)
+	}
+}
+
+// TestDecodeParticipantSpellings: a participant in PascalCase or camelCase
+// decodes to the same fields as the snake_case one 3CX was seen sending.
+func TestDecodeParticipantSpellings(t *testing.T) {
+	want, err := DecodeParticipant(fixture(t, "participant_ringing_inbound.json"), "150")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{
+		`{"Id":8106,"Status":"Ringing","Dn":"150","PartyCallerName":"+49123456789","PartyDn":"10007","PartyCallerId":"0123456789",` +
+			`"PartyDid":"","DeviceId":"sip:150@127.0.0.1:5483;rinstance=c2a75fd2f1caea71","PartyDnType":"Wexternalline","DirectControl":false,` +
+			`"OriginatedByDn":"ROUTER","OriginatedByType":"Wroutepoint","ReferredByDn":"","ReferredByType":"None",` +
+			`"OnBehalfOfDn":"","OnBehalfOfType":"None","CallId":1264,"LegId":4}`,
+		`{"id":8106,"status":"Ringing","dn":"150","partyCallerName":"+49123456789","partyDN":"10007","partyCallerID":"0123456789",` +
+			`"partyDID":"","deviceID":"sip:150@127.0.0.1:5483;rinstance=c2a75fd2f1caea71","partyDNType":"Wexternalline","directControl":false,` +
+			`"originatedByDN":"ROUTER","originatedByType":"Wroutepoint","referredByDN":"","referredByType":"None",` +
+			`"onBehalfOfDN":"","onBehalfOfType":"None","callID":1264,"legID":4}`,
+	} {
+		got, err := DecodeParticipant([]byte(in), "150")
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("participant (-snake_case +other spelling):\n%s", diff)
+		}
 	}
 }
 

@@ -35,6 +35,10 @@ type Options struct {
 	// FirstSequence is the sequence number of the first WebSocket message
 	// (default 1).
 	FirstSequence int64
+	// PascalCase writes the WebSocket messages' members as 3CX's
+	// documentation spells them (Sequence, Event, EventType, Entity,
+	// AttachedData) instead of the snake_case of its samples.
+	PascalCase bool
 }
 
 // Stats counts what clients did with the server.
@@ -352,6 +356,16 @@ func (s *Server) announce(eventType int, entity string, d Delivery) {
 			"attached_data": nil,
 		},
 	})
+	if s.opts.PascalCase {
+		msg, _ = json.Marshal(map[string]any{
+			"Sequence": s.seq,
+			"Event": map[string]any{
+				"EventType":    eventType,
+				"Entity":       entity,
+				"AttachedData": nil,
+			},
+		})
+	}
 	switch d {
 	case Send:
 		s.last = msg
