@@ -183,6 +183,39 @@ func TestThreeCXReconnectAfterOutage(t *testing.T) {
 	}
 }
 
+// TestThreeCXDIDMap: 3CX V20 leaves party_did empty (as captured), so the
+// company number comes from DID_MAP by the trunk the call came in on; a
+// trunk the map does not name gives no PhoneReferrer.
+func TestThreeCXDIDMap(t *testing.T) {
+	sc := &threecxtest.Script{DNs: []threecxtest.DN{{DN: "150", Type: "Wextension"}}}
+	tb, srv := startThreeCXBridge(t, sc, "DID_MAP=threecx:10007=+31858770023")
+	for i, trunk := range []string{"10007", "10008"} {
+		call := map[string]any{
+			"dn": "150", "id": 8106 + i, "callid": 1264 + i, "party_dn_type": "Wexternalline", "party_dn": trunk,
+			"party_caller_name": "+49891234567", "party_caller_id": "0891234567", "party_did": "",
+			"originated_by_dn": "ROUTER", "originated_by_type": "Wroutepoint",
+		}
+		for _, status := range []string{"Ringing", "Connected"} {
+			call["status"] = status
+			if err := srv.Upsert(call, threecxtest.Send); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tb.WaitEvents(t, 2*i+1)
+		srv.Remove("150", strconv.Itoa(8106+i), threecxtest.Send)
+		tb.WaitEvents(t, 2*i+2)
+	}
+	want := []wantEvent{
+		{"Answered", "1264", "150", "+49891234567", "+31858770023", "Inbound"},
+		{"Disconnected", "1264", "150", "+49891234567", "+31858770023", "Inbound"},
+		{"Answered", "1265", "150", "+49891234567", "", "Inbound"},
+		{"Disconnected", "1265", "150", "+49891234567", "", "Inbound"},
+	}
+	if d := cmp.Diff(want, eventsOf(tb.Settle(t))); d != "" {
+		t.Fatalf("events at ROBIN (-want +got):\n%s", d)
+	}
+}
+
 // TestThreeCXReadiness: /readyz reports the 3CX source, and neither it nor
 // /metrics shows the 3CX secret.
 func TestThreeCXReadiness(t *testing.T) {

@@ -23,4 +23,11 @@
 // read as a transfer. It is reported once its party turns out to be outside
 // the company. The source never decides what is a helpdesk event: the tracker
 // does.
+//
+// Signal.Dialled is party_did, from whichever participant of the call has it
+// filled; 3CX V20 was seen leaving it empty. Signal.Line is the DN of the
+// trunk the call came through: the party_dn of a participant whose
+// party_dn_type is Wexternalline (as captured), or a monitored trunk DN's
+// own participant, which is read for this and reported as no leg. DID_MAP
+// turns the line into the company number when there is no DID.
 package threecx

@@ -123,7 +123,7 @@ func TestRestart(t *testing.T) {
 				}
 				h := startHarness(t, s)
 				base := map[string]any{
-					"callid": 1264, "party_dn_type": "Wexternalline", "party_caller_id": "0891234567",
+					"callid": 1264, "party_dn_type": "Wexternalline", "party_dn": "10007", "party_caller_id": "0891234567",
 					"party_did": "0301234567", "originated_by_dn": "ROUTER",
 				}
 				upsert := func(fields map[string]any) {

@@ -228,7 +228,8 @@ func loadScript(t *testing.T, name string) *threecxtest.Script {
 }
 
 // sig builds an expected signal of the inbound customer 0891234567 on DID
-// 0301234567 (the scripts' default); options change the rest.
+// 0301234567 over trunk 10007 (the scripts' default); options change the
+// rest.
 func sig(call, leg, ext string, st events.State, opts ...func(*events.Signal)) events.Signal {
 	s := events.Signal{
 		Source:    "threecx",
@@ -240,6 +241,7 @@ func sig(call, leg, ext string, st events.State, opts ...func(*events.Signal)) e
 		Direction: events.Inbound,
 		State:     st,
 		DedupKey:  "threecx:" + call + ":" + leg + ":" + string(st),
+		Line:      "10007",
 	}
 	if st == events.Ended {
 		s.Cause = threecx.CauseRemoved

@@ -41,7 +41,7 @@ func TestInvalidSignalDropped(t *testing.T) {
 				}
 				upsert := func(fields map[string]any) {
 					t.Helper()
-					fields["party_dn_type"] = "Wexternalline"
+					fields["party_dn_type"], fields["party_dn"] = "Wexternalline", "10007"
 					fields["party_caller_id"] = "0891234567"
 					fields["party_did"] = "0301234567"
 					if err := h.srv.Upsert(fields, threecxtest.Send); err != nil {

@@ -63,7 +63,7 @@ func TestLoopback(t *testing.T) {
 		}
 	}
 	upsert(map[string]any{
-		"dn": "150", "id": 8106, "callid": 1264, "status": "Ringing", "party_dn_type": "Wexternalline",
+		"dn": "150", "id": 8106, "callid": 1264, "status": "Ringing", "party_dn_type": "Wexternalline", "party_dn": "10007",
 		"party_caller_id": "0891234567", "party_did": "0301234567", "originated_by_dn": "ROUTER",
 	})
 	waitFor("ringing", signals(1))

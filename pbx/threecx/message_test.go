@@ -37,6 +37,8 @@ func TestCapturedParticipants(t *testing.T) {
 			Source: "threecx", CallID: "1264", LegID: "8106", Extension: "150",
 			Remote: "0123456789", Direction: events.Inbound, State: events.Ringing,
 			DedupKey: "threecx:1264:8106:ringing",
+			// party_did is empty in the capture; the trunk's DN is the line.
+			Line: "10007",
 		},
 	}, {
 		file: "participant_dialing_outbound.json",
@@ -44,6 +46,7 @@ func TestCapturedParticipants(t *testing.T) {
 			Source: "threecx", CallID: "1265", LegID: "8107", Extension: "150",
 			Remote: "0123456789", Direction: events.Outbound, State: events.Ringing,
 			DedupKey: "threecx:1265:8107:ringing",
+			Line:     "10007",
 		},
 	}}
 	now := time.Date(2024, 12, 1, 10, 0, 0, 0, time.UTC)

@@ -569,7 +569,7 @@ func (s *Source) emit(ctx context.Context, pd pending) error {
 	s.book.commit(pd, time.Now())
 	s.persist(ctx, pd.path)
 	s.m.signals.WithLabelValues(string(pd.sig.State)).Inc()
-	s.log.Debug("3CX signal", "call_id", pd.sig.CallID, "ext", pd.sig.Extension, "event", pd.sig.State, "leg_id", pd.sig.LegID)
+	s.log.Debug("3CX signal", "call_id", pd.sig.CallID, "ext", pd.sig.Extension, "event", pd.sig.State, "leg_id", pd.sig.LegID, "line", pd.sig.Line)
 	return nil
 }
 

@@ -59,6 +59,10 @@ type callInfo struct {
 	dir   events.Direction
 	legs  int // reported legs not yet ended
 	ended time.Time
+	// line is the DN of the trunk the call came in on (or went out on) and
+	// did the dialled number, from whichever participant of the call showed
+	// them first (see learnCall).
+	line, did string
 }
 
 type dnCall struct {
@@ -122,6 +126,13 @@ func (b *book) isGone(path string) bool {
 // nothing, so duplicated and reordered messages cannot add signals.
 func (b *book) observe(path string, p Participant, now time.Time) (pending, bool) {
 	if b.isGone(path) {
+		return pending{}, false
+	}
+	b.learnCall(p, now)
+	if b.isTrunk(p.DN) {
+		// A participant on a monitored trunk is the outside end of a call,
+		// not a leg: its party is the PBX side. It only tells the call's
+		// line and DID.
 		return pending{}, false
 	}
 	l := b.legs[path]
@@ -214,8 +225,17 @@ type step struct {
 func (b *book) diff(dns []DNInfo, now time.Time) []step {
 	seen := make(map[string]bool)
 	var present []step
+	// Every call's line and DID first, whichever of its participants shows
+	// them, so that the first signal of each leg carries them.
 	for _, d := range dns {
 		b.learnDN(d.DN, d.Type)
+	}
+	for _, d := range dns {
+		for _, p := range d.Participants {
+			b.learnCall(p, now)
+		}
+	}
+	for _, d := range dns {
 		for i := range d.Participants {
 			p := &d.Participants[i]
 			path := ParticipantPath(d.DN, p.ID)
@@ -307,6 +327,7 @@ func (b *book) signal(l *leg, st events.State, cause string, dir events.Directio
 		LinkedCallID: link,
 		Remote:       remoteNumber(p),
 		Dialled:      strings.TrimSpace(p.PartyDID),
+		Line:         b.lineOf(string(p.CallID), link),
 		Direction:    dir,
 		State:        st,
 		Cause:        cause,
@@ -316,10 +337,75 @@ func (b *book) signal(l *leg, st events.State, cause string, dir events.Directio
 		// or a restart of the bridge gives the same key.
 		DedupKey: SourceName + ":" + string(p.CallID) + ":" + string(p.ID) + ":" + string(st),
 	}
+	if s.Dialled == "" {
+		s.Dialled = b.didOf(string(p.CallID), link)
+	}
 	if l.agent {
 		s.Extension = p.DN
 	}
 	return s
+}
+
+// isTrunkType reports whether a DN type names a trunk (an external line).
+// 3CX V20 was seen sending Wexternalline as party_dn_type for the trunk of
+// an outside call; other spellings with "trunk" are accepted as a guess.
+func isTrunkType(t string) bool {
+	t = strings.ToLower(t)
+	return t == strings.ToLower(TypeExternalLine) || strings.Contains(t, "trunk")
+}
+
+// isTrunk reports whether dn is a monitored trunk.
+func (b *book) isTrunk(dn string) bool { return isTrunkType(b.dnTypes[dn]) }
+
+// learnCall records the line and DID a participant shows for its call:
+// the trunk's DN when its party is a trunk (party_dn, as captured on V20:
+// party_dn "10007", party_dn_type "Wexternalline") or when it is itself on
+// a monitored trunk, and party_did when 3CX filled it (on V20 it was seen
+// empty). The first value seen for a call stays.
+func (b *book) learnCall(p Participant, now time.Time) {
+	line := ""
+	switch {
+	case b.isTrunk(p.DN):
+		line = p.DN
+	case isTrunkType(p.PartyDNType) && validSegment(p.PartyDN):
+		line = p.PartyDN
+	}
+	did := strings.TrimSpace(p.PartyDID)
+	if line == "" && did == "" {
+		return
+	}
+	c := b.calls[string(p.CallID)]
+	if c == nil {
+		// Not yet reported: kept as long as an ended call (see prune).
+		c = &callInfo{ended: now}
+		b.calls[string(p.CallID)] = c
+	}
+	if c.line == "" {
+		c.line = line
+	}
+	if c.did == "" {
+		c.did = did
+	}
+}
+
+// lineOf is the trunk DN of a call, or of the call it continues.
+func (b *book) lineOf(callID, link string) string {
+	for _, id := range []string{callID, link} {
+		if c := b.calls[id]; id != "" && c != nil && c.line != "" {
+			return c.line
+		}
+	}
+	return ""
+}
+
+// didOf is the DID of a call, or of the call it continues.
+func (b *book) didOf(callID, link string) string {
+	for _, id := range []string{callID, link} {
+		if c := b.calls[id]; id != "" && c != nil && c.did != "" {
+			return c.did
+		}
+	}
+	return ""
 }
 
 // prune forgets ended legs and calls once no late message can concern them.

@@ -100,4 +100,7 @@ func (b *book) restore(sl savedLeg, now time.Time) {
 	if sl.Agent {
 		b.lastCall[sl.P.DN] = dnCall{callID: string(sl.P.CallID), at: now}
 	}
+	// The line and DID of the call, as far as the saved participant shows
+	// them, for the signals still to come (its end).
+	b.learnCall(sl.P, now)
 }
