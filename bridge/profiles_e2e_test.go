@@ -17,9 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/voipbridge/voipbridge/events"
-	"github.com/voipbridge/voipbridge/extensions"
+	"github.com/voipbridge/voipbridge/events/eventstest"
 	"github.com/voipbridge/voipbridge/pbx/webhook"
-	"github.com/voipbridge/voipbridge/phone"
 )
 
 // teeJournal journals into the real journal and keeps what it accepted.
@@ -88,15 +87,6 @@ func TestProfileScenariosEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	numbers, err := phone.New(phone.Options{Region: "NL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := extensions.Load("", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := events.Policies{ReportMissed: true, AnonymousNumber: "anonymous", CallTimeout: 4 * time.Hour, TransferWindow: 2 * time.Second}
 	checked := map[string]bool{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -145,7 +135,7 @@ func TestProfileScenariosEndToEnd(t *testing.T) {
 				}
 			}
 			var got []profileEvent
-			for _, e := range events.Replay(pol, numbers, dir, tee.sigs) {
+			for _, e := range eventstest.Replay(t, "", tee.sigs) {
 				got = append(got, profileEvent{string(e.Type), e.ID, e.PhoneExtension, e.Direction})
 			}
 			if d := cmp.Diff(sc.Events, got); d != "" {

@@ -24,8 +24,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/voipbridge/voipbridge/events"
-	"github.com/voipbridge/voipbridge/extensions"
-	"github.com/voipbridge/voipbridge/phone"
+	"github.com/voipbridge/voipbridge/events/eventstest"
 )
 
 // recorder is a Journal that keeps what it was given. fail, when set,
@@ -248,16 +247,7 @@ func TestDuplicatePosts(t *testing.T) {
 // replay folds journaled signals through the tracker's call model.
 func replay(t *testing.T, sigs []events.Signal) []events.Event {
 	t.Helper()
-	numbers, err := phone.New(phone.Options{Region: "NL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := extensions.Load("", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := events.Policies{ReportMissed: true, AnonymousNumber: "anonymous", CallTimeout: 4 * time.Hour, TransferWindow: 2 * time.Second}
-	return events.Replay(pol, numbers, dir, sigs)
+	return eventstest.Replay(t, "", sigs)
 }
 
 // TestAnyOrder posts each call's notifications in every order. The handler

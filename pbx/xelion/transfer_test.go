@@ -3,29 +3,18 @@ package xelion
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/voipbridge/voipbridge/events"
-	"github.com/voipbridge/voipbridge/extensions"
+	"github.com/voipbridge/voipbridge/events/eventstest"
 	"github.com/voipbridge/voipbridge/pbx/xelion/xeliontest"
-	"github.com/voipbridge/voipbridge/phone"
 )
 
 // replay folds journaled signals through the tracker's call model.
 func replay(t *testing.T, sigs []events.Signal) []events.Event {
 	t.Helper()
-	numbers, err := phone.New(phone.Options{Region: "NL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := extensions.Load(xeliontest.TransferAnnaOID+":201,"+xeliontest.TransferBertOID+":202", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := events.Policies{ReportMissed: true, AnonymousNumber: "anonymous", CallTimeout: 4 * time.Hour, TransferWindow: 2 * time.Second}
-	return events.Replay(pol, numbers, dir, sigs)
+	return eventstest.Replay(t, xeliontest.TransferAnnaOID+":201,"+xeliontest.TransferBertOID+":202", sigs)
 }
 
 // agentEvent is a helpdesk event reduced to its type and agent.
