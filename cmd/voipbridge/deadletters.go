@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,7 +28,11 @@ func deadletters(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ADMIN_TOKEN (or ADMIN_TOKEN_FILE) must hold the bridge's admin token.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	token := m["ADMIN_TOKEN"]
@@ -43,7 +48,6 @@ func deadletters(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "voipbridge deadletters: ADMIN_TOKEN is not set (the bridge's admin endpoints need it)")
 		return 2
 	}
-	rest := fs.Args()
 	var method, path string
 	switch {
 	case len(rest) == 1 && rest[0] == "list":

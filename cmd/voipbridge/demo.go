@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -72,7 +73,15 @@ func demo(args, environ []string, stdout, stderr io.Writer) int {
 	calls := fs.Int("calls", len(demoCalls), "how many calls the simulated PBX places")
 	follow := fs.Bool("follow", false, "keep placing calls until Ctrl-C")
 	pbx := fs.String("pbx", "generic", "which PBX to simulate: "+strings.Join(simulatorNames(), ", "))
-	if err := fs.Parse(args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "voipbridge demo: unexpected argument %q\n", rest[0])
 		return 2
 	}
 	newSim, ok := simulators[*pbx]

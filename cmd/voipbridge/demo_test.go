@@ -96,3 +96,40 @@ func TestCheck(t *testing.T) {
 		t.Errorf("warned about a source that has agents:\n%s", out.String())
 	}
 }
+
+// TestCommandLine: help and version everywhere, flags after verbs, unknown
+// flags and stray arguments refused (none of these starts the bridge).
+func TestCommandLine(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		out  string // in stdout or stderr
+	}{
+		{[]string{"-h"}, 0, "usage: voipbridge"},
+		{[]string{"--help"}, 0, "usage: voipbridge"},
+		{[]string{"--version"}, 0, "voipbridge "},
+		{[]string{"version"}, 0, "voipbridge "},
+		{[]string{"--frobnicate"}, 2, "unknown flag --frobnicate"},
+		{[]string{"serve", "-h"}, 0, "usage: voipbridge serve"},
+		{[]string{"serve", "--anything"}, 2, "not defined: -anything"},
+		{[]string{"serve", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"check", "--help"}, 0, "usage: voipbridge check"},
+		{[]string{"version", "--x"}, 2, "not defined"},
+		{[]string{"demo", "-h"}, 0, "-calls"},
+		{[]string{"demo", "stray"}, 2, `unexpected argument "stray"`},
+		{[]string{"deadletters", "-h"}, 0, "usage: voipbridge deadletters"},
+		{[]string{"deadletters", "list", "--bogus"}, 2, "not defined: -bogus"},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(tt.args, []string{"ADMIN_TOKEN=x"}, &out, &errOut)
+		if code != tt.code || !strings.Contains(out.String()+errOut.String(), tt.out) {
+			t.Errorf("%v: exit %d, want %d with %q:\n%s%s", tt.args, code, tt.code, tt.out, out.String(), errOut.String())
+		}
+	}
+	// A flag after the verb reaches the command: the URL is used (and
+	// nothing listens there).
+	var out, errOut bytes.Buffer
+	if code := run([]string{"deadletters", "list", "--url", "http://127.0.0.1:1"}, []string{"ADMIN_TOKEN=x"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "127.0.0.1:1") {
+		t.Errorf("deadletters list --url: exit %d: %s", code, errOut.String())
+	}
+}

@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -21,7 +23,7 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr)) }
 
-const usage = `usage: voipbridge [command]
+const usage = `usage: voipbridge [command] [flags]
 
 commands:
   serve        run the bridge (default); configured by environment variables
@@ -30,31 +32,107 @@ commands:
   check        validate the configuration and the extension directory, then exit
   deadletters  list or replay events the helpdesk rejected (list | replay [ID])
   version      print the version
+
+flags: -h, --help (here and after every command), --version
 `
 
 func run(args, environ []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "-h" || a == "-help" || a == "--help" || a == "help":
+			fmt.Fprint(stdout, usage)
+			return 0
+		case a == "-version" || a == "--version":
+			cmd, args = "version", args[1:]
+		case strings.HasPrefix(a, "-"):
+			fmt.Fprintf(stderr, "voipbridge: unknown flag %s (flags go after the command)\n\n%s", a, usage)
+			return 2
+		default:
+			cmd, args = a, args[1:]
+		}
 	}
 	switch cmd {
 	case "serve":
+		if !noArgs("serve", args, stdout, stderr) {
+			return exitFor(args)
+		}
 		return serve(environ, stderr)
 	case "demo":
 		return demo(args, environ, stdout, stderr)
 	case "check":
+		if !noArgs("check", args, stdout, stderr) {
+			return exitFor(args)
+		}
 		return check(environ, stdout, stderr)
 	case "deadletters":
 		return deadletters(args, environ, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "voipbridge", bridge.Version)
-		return 0
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		if !noArgs("version", args, stdout, stderr) {
+			return exitFor(args)
+		}
+		fmt.Fprintln(stdout, "voipbridge", version())
 		return 0
 	}
 	fmt.Fprintf(stderr, "voipbridge: unknown command %q\n\n%s", cmd, usage)
 	return 2
+}
+
+// noArgs checks that a command without flags or arguments got none: -h
+// prints its help, anything else is refused. It reports whether to go on.
+func noArgs(cmd string, args []string, stdout, stderr io.Writer) bool {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: voipbridge %s\n\nconfigured by environment variables: see the README\n", cmd)
+	}
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "voipbridge %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+// exitFor is the exit code after noArgs refused args: 0 for a request for
+// help, 2 for a mistake.
+func exitFor(args []string) int {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			return 0
+		}
+	}
+	return 2
+}
+
+// version is the version set at build time, else the module's version from
+// the build info (go install), else "dev".
+func version() string {
+	if bridge.Version != "dev" {
+		return bridge.Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return bridge.Version
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments
+// (voipbridge deadletters list --url …) and returns the arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
 }
 
 func serve(environ []string, stderr io.Writer) int {
