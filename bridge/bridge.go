@@ -56,6 +56,11 @@ type Bridge struct {
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err error) {
 	b := &Bridge{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: map[string]func() error{}, draining: make(chan struct{})}
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "voipbridge_build_info", Help: "1, labelled with the running version.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(Version).Set(1)
+	b.reg.MustRegister(buildInfo)
 	defer func() {
 		if err != nil {
 			b.close()

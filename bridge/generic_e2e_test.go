@@ -116,7 +116,7 @@ func TestOpsEndpoints(t *testing.T) {
 			t.Fatalf("%s shows the API key", path)
 		}
 		if path == "/metrics" {
-			for _, m := range []string{`voipbridge_signals_total{outcome="applied",source="generic"} 1`, `voipbridge_events_total{type="Answered"} 1`, "voipbridge_queue_depth"} {
+			for _, m := range []string{`voipbridge_signals_total{outcome="applied",source="generic"} 1`, `voipbridge_events_total{type="Answered"} 1`, "voipbridge_queue_depth", `voipbridge_build_info{version="dev"} 1`, "voipbridge_tracker_lag_signals"} {
 				if !strings.Contains(string(body), m) {
 					t.Errorf("metrics lack %q", m)
 				}
