@@ -20,6 +20,9 @@ func (b *Bridge) mountAdmin() {
 	b.mux.Handle("GET /v1/deadletters", b.admin(b.listDeadLetters))
 	b.mux.Handle("POST /v1/deadletters/replay", b.admin(b.replayAll))
 	b.mux.Handle("POST /v1/deadletters/{id}/replay", b.admin(b.replayOne))
+	b.mux.Handle("GET /v1/signals/recent", b.admin(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"signals": b.tracker.Recent()})
+	}))
 }
 
 func (b *Bridge) admin(h http.HandlerFunc) http.Handler {

@@ -62,12 +62,51 @@ type Tracker struct {
 	// fakeClock: Now was given, and stands for the journal's time too.
 	fakeClock bool
 
+	recentMu sync.Mutex
+	recent   []Folded // ring of the last recentSize signals folded
+	recentAt int
+
 	// committed is the EVENTS stream sequence up to which every event's
 	// call records are saved; commitMu guards commitWake, closed and
 	// replaced when it moves.
 	committed  atomic.Uint64
 	commitMu   sync.Mutex
 	commitWake chan struct{}
+}
+
+// recentSize is how many folded signals Recent keeps.
+const recentSize = 200
+
+// Folded is a signal as the tracker folded it, for GET /v1/signals/recent.
+type Folded struct {
+	Seq     uint64    `json:"seq"`
+	Signal  Signal    `json:"signal"`
+	Outcome string    `json:"outcome"`
+	Events  []string  `json:"events,omitempty"` // types of the events it produced
+	At      time.Time `json:"at"`
+}
+
+// Recent returns the last signals folded, newest last.
+func (t *Tracker) Recent() []Folded {
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	out := make([]Folded, 0, len(t.recent))
+	if len(t.recent) == recentSize {
+		out = append(out, t.recent[t.recentAt:]...)
+		return append(out, t.recent[:t.recentAt]...)
+	}
+	return append(out, t.recent...)
+}
+
+func (t *Tracker) remember(f Folded) {
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	if len(t.recent) < recentSize {
+		t.recent = append(t.recent, f)
+		return
+	}
+	t.recent[t.recentAt] = f
+	t.recentAt = (t.recentAt + 1) % recentSize
 }
 
 // WaitCommitted returns once every event up to EVENTS sequence seq is
@@ -369,9 +408,13 @@ func (t *Tracker) handle(ctx context.Context, batch []jetstream.Msg) error {
 		}
 		r := t.m.apply(s, seq, at)
 		t.o.Metrics.signals.WithLabelValues(s.Source, r.outcome).Inc()
-		if r.outcome != OutcomeApplied && r.outcome != OutcomeReplayed {
-			t.log.Debug("signal dropped", "source", s.Source, "call_id", s.CallID, "state", s.State, "outcome", r.outcome)
+		f := Folded{Seq: seq, Signal: s, Outcome: r.outcome, At: at}
+		for _, e := range r.events {
+			f.Events = append(f.Events, string(e.Event.Type))
 		}
+		t.remember(f)
+		t.log.Debug("signal", "source", s.Source, "call_id", s.CallID, "leg_id", s.LegID, "ext", s.Extension,
+			"state", s.State, "outcome", r.outcome, "events", f.Events)
 		all.events = append(all.events, r.events...)
 		for _, k := range r.changed {
 			all.change(k)
