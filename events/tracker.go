@@ -379,15 +379,17 @@ func (t *Tracker) runTick(ctx context.Context) error {
 func (t *Tracker) handle(ctx context.Context, batch []jetstream.Msg) error {
 	var all result
 	now := t.o.Now()
-	var last uint64
+	var last, remaining uint64
+	debug := t.log.Enabled(ctx, slog.LevelDebug)
 	for i, msg := range batch {
 		md, err := msg.Metadata()
 		if err != nil {
 			return fmt.Errorf("tracker: %w", err)
 		}
 		seq := md.Sequence.Stream
-		last = seq
+		last, remaining = seq, md.NumPending
 		if i == 0 {
+			// The batch's first signal is the oldest not yet folded.
 			t.lagAge.Store(int64(max(0, now.Sub(md.Timestamp))))
 			t.lagN.Store(md.NumPending + uint64(len(batch)))
 		}
@@ -413,8 +415,10 @@ func (t *Tracker) handle(ctx context.Context, batch []jetstream.Msg) error {
 			f.Events = append(f.Events, string(e.Event.Type))
 		}
 		t.remember(f)
-		t.log.Debug("signal", "source", s.Source, "call_id", s.CallID, "leg_id", s.LegID, "ext", s.Extension,
-			"state", s.State, "outcome", r.outcome, "events", f.Events)
+		if debug {
+			t.log.Debug("signal", "source", s.Source, "call_id", s.CallID, "leg_id", s.LegID, "ext", s.Extension,
+				"state", s.State, "outcome", r.outcome, "events", f.Events)
+		}
 		all.events = append(all.events, r.events...)
 		for _, k := range r.changed {
 			all.change(k)
@@ -424,8 +428,8 @@ func (t *Tracker) handle(ctx context.Context, batch []jetstream.Msg) error {
 		return err
 	}
 	t.applied.Store(last)
-	if n, _ := t.Lag(); n <= uint64(len(batch)) {
-		t.lagN.Store(0)
+	t.lagN.Store(remaining)
+	if remaining == 0 {
 		t.lagAge.Store(0)
 	}
 	if last-t.saved >= 1000 {
