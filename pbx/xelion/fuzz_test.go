@@ -13,7 +13,7 @@ import (
 
 // FuzzDecode: any WebSocket message either fails to decode or is folded
 // into valid signals with distinct dedup keys, whatever calls came before.
-// Valid but for an identifier Xelion sent unusable (see pbxTextFault): the
+// Valid but for an identifier Xelion sent unusable (see events.TextFault): the
 // source drops those.
 func FuzzDecode(f *testing.F) {
 	files, _ := filepath.Glob("../../testdata/xelion/*.json")
@@ -22,26 +22,11 @@ func FuzzDecode(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	calls, _ := filepath.Glob("../../testdata/xelion/calls/*.json")
 	var prelude [][]byte
-	for _, file := range calls {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			continue
-		}
-		var sc struct {
-			Steps []struct {
-				Notification json.RawMessage `json:"notification"`
-			} `json:"steps"`
-		}
-		if json.Unmarshal(b, &sc) != nil {
-			continue
-		}
-		for _, st := range sc.Steps {
-			if len(st.Notification) > 0 {
-				f.Add([]byte(st.Notification))
-				prelude = append(prelude, st.Notification)
-			}
+	for _, call := range scriptNotifications() {
+		for _, n := range call {
+			f.Add(n)
+			prelude = append(prelude, n)
 		}
 	}
 	f.Add([]byte(`{"notificationType":"callHungUpEvent","notification":{"callId":7,"calleeAddressable":{"oid":null}}}`))
@@ -98,27 +83,10 @@ func FuzzDecodeActiveChannels(f *testing.F) {
 	f.Add([]byte(`{"data":[]}`))
 	f.Add([]byte(`{"data":[{"object":{"callId":1709633400.108}},{"object":{"callId":"1709633460.110"}}]}`))
 	f.Add([]byte(`{"data":[{"object":{"callId":null}}]}`))
-	calls, _ := filepath.Glob("../../testdata/xelion/calls/*.json")
 	var prelude [][]byte
-	for _, file := range calls {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			continue
-		}
-		var sc struct {
-			Steps []struct {
-				Notification json.RawMessage `json:"notification"`
-			} `json:"steps"`
-		}
-		if json.Unmarshal(b, &sc) != nil {
-			continue
-		}
-		for i, st := range sc.Steps {
-			// Every call's beginning, so that calls are live.
-			if len(st.Notification) > 0 && i < len(sc.Steps)/2 {
-				prelude = append(prelude, st.Notification)
-			}
-		}
+	for _, call := range scriptNotifications() {
+		// Every call's beginning, so that calls are live.
+		prelude = append(prelude, call[:len(call)/2]...)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		running, err := DecodeActiveChannels(data)
@@ -161,4 +129,33 @@ func FuzzDecodeActiveChannels(f *testing.F) {
 			t.Fatalf("the same list again gave %d signals", len(again))
 		}
 	})
+}
+
+// scriptNotifications returns the notifications of every scripted call in
+// testdata, one list per call.
+func scriptNotifications() [][][]byte {
+	files, _ := filepath.Glob("../../testdata/xelion/calls/*.json")
+	var out [][][]byte
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		var sc struct {
+			Steps []struct {
+				Notification json.RawMessage `json:"notification"`
+			} `json:"steps"`
+		}
+		if json.Unmarshal(b, &sc) != nil {
+			continue
+		}
+		var call [][]byte
+		for _, st := range sc.Steps {
+			if len(st.Notification) > 0 {
+				call = append(call, st.Notification)
+			}
+		}
+		out = append(out, call)
+	}
+	return out
 }
