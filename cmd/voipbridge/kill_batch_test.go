@@ -31,13 +31,8 @@ func TestKillNineMidBatch(t *testing.T) {
 	bin := buildBinary(t)
 	fake := robintest.NewServer(robintest.Options{APIKey: "kill-key"})
 	defer fake.Close()
-	target, _ := url.Parse(fake.URL())
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(20 * time.Millisecond)
-		proxy.ServeHTTP(w, r)
-	}))
-	defer slow.Close()
+	// A slow helpdesk, so that the queue is still long when the bridge dies.
+	slow := slowHelpdesk(t, fake, 20*time.Millisecond)
 	dir, addr := t.TempDir(), freeAddr(t)
 	env := []string{
 		"HTTP_ADDR=" + addr, "DATA_DIR=" + dir, "LOG_FORMAT=json",
@@ -165,4 +160,20 @@ func queueEmpty(addr string) bool {
 	m := string(b)
 	return strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"normal\"} 0\n") &&
 		strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"answered\"} 0\n")
+}
+
+// slowHelpdesk puts delay in front of every request to fake.
+func slowHelpdesk(t *testing.T, fake *robintest.Server, delay time.Duration) *httptest.Server {
+	t.Helper()
+	target, err := url.Parse(fake.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay)
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(slow.Close)
+	return slow
 }

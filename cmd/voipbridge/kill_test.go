@@ -7,9 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,13 +138,7 @@ func TestKillNineLosesNothing(t *testing.T) {
 	fake := robintest.NewServer(robintest.Options{APIKey: "kill-key"})
 	defer fake.Close()
 	// A slow helpdesk, so that the queue is still long when the bridge dies.
-	target, _ := url.Parse(fake.URL())
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(60 * time.Millisecond)
-		proxy.ServeHTTP(w, r)
-	}))
-	defer slow.Close()
+	slow := slowHelpdesk(t, fake, 60*time.Millisecond)
 
 	dir := t.TempDir()
 	addr := freeAddr(t)
