@@ -116,9 +116,12 @@ func TestXelionCallsEndToEnd(t *testing.T) {
 // when the server is gone, and neither it nor /metrics shows the password.
 func TestXelionReadiness(t *testing.T) {
 	tb, fake := startXelionBridge(t, xeliontest.Options{})
-	if code, body := threecxGet(t, tb.URL+"/readyz"); code != http.StatusOK || !strings.Contains(body, `"xelion":"ok"`) {
-		t.Fatalf("/readyz while connected: %d %s", code, body)
-	}
+	// The fake sees the subscriptions before the source has read the running
+	// calls and calls itself connected: wait for that.
+	threecxWaitUntil(t, "/readyz reports Xelion connected", func() bool {
+		code, body := threecxGet(t, tb.URL+"/readyz")
+		return code == http.StatusOK && strings.Contains(body, `"xelion":"ok"`)
+	})
 	if v := threecxMetric(t, tb, "voipbridge_xelion_connected"); v != 1 {
 		t.Errorf("voipbridge_xelion_connected = %v", v)
 	}
