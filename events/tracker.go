@@ -35,6 +35,11 @@ type TrackerOptions struct {
 	MaxLag time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// OnCommitted, when set, is called with the events of every batch once
+	// they are journaled and their call records saved, in order, from the
+	// tracker's goroutine: keep it short. A restart may call it again for
+	// events already seen, so what it keeps must be idempotent.
+	OnCommitted func([]Envelope)
 }
 
 // maxBatch bounds the signals folded and committed together.
@@ -494,6 +499,9 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 	// The events are safe to deliver now: a restart will not fold their
 	// signals again.
 	t.commitTo(lastEvent)
+	if t.o.OnCommitted != nil && len(r.events) > 0 {
+		t.o.OnCommitted(r.events)
+	}
 	for _, k := range r.deleted {
 		if err := j.calls.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.log.Warn("tracker: forget call", "err", err)
