@@ -31,6 +31,8 @@ commands:
                and a fake helpdesk, printing what happens (voipbridge demo -h)
   check        validate the configuration and the extension directory, then exit
   deadletters  list or replay events the helpdesk rejected (list | replay [ID])
+  healthcheck  exit 0 when the bridge on HTTP_ADDR answers /healthz (for
+               container health checks; the image has no curl)
   version      print the version
 
 flags: -h, --help (here and after every command), --version
@@ -67,6 +69,8 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return check(environ, stdout, stderr)
 	case "deadletters":
 		return deadletters(args, environ, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args, environ, stdout, stderr)
 	case "version":
 		if !noArgs("version", args, stdout, stderr) {
 			return exitFor(args)
