@@ -26,7 +26,7 @@ type Asker interface {
 // Quota is the request quota shared with call events; *robin.Quota
 // satisfies it.
 type Quota interface {
-	Reserve(ctx context.Context, p robin.Priority) error
+	Acquire(ctx context.Context, p robin.Priority) (release func(), err error)
 	ReadyAt(p robin.Priority) time.Time
 }
 
@@ -454,10 +454,12 @@ func (c *Cache) fetch(k Key) (res result, asked bool, err error) {
 			return result{}, false, fmt.Errorf("%w until %s", ErrQuota, ready.UTC().Format(time.RFC3339))
 		}
 		ctx, cancel := context.WithTimeout(c.base, c.cfg.Timeout)
-		err := c.quota.Reserve(ctx, robin.PriorityPresence)
+		release, err := c.quota.Acquire(ctx, robin.PriorityPresence)
 		cancel()
 		switch {
 		case err == nil:
+			// The look-up holds its place in the windows until ROBIN answers.
+			defer release()
 		case c.base.Err() != nil:
 			return result{}, false, ErrClosed
 		case errors.Is(err, context.DeadlineExceeded):

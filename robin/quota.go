@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/voipbridge/voipbridge/events"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -166,6 +167,12 @@ type QuotaOptions struct {
 	// Store persists the record of started requests; nil keeps it in memory
 	// only, so a restart forgets what was sent.
 	Store QuotaStore
+	// Hold is the longest a request acquired with Acquire can be in flight
+	// (its timeout, ROBIN_TIMEOUT, plus a margin); zero means 30s. The
+	// stored record counts a request in flight as answered at its admission
+	// plus Hold, so that after a crash, or in another process sharing the
+	// record, it counts at least as long as it can have counted at ROBIN.
+	Hold time.Duration
 	// Now reads the wall clock; nil means time.Now. Reserve sleeps on the
 	// runtime's timers, so a clock other than time.Now is only meaningful
 	// with TryReserve and ReadyAt (tools and benchmarks). Tests of timing
@@ -190,13 +197,24 @@ type WindowUsage struct {
 // than the window's limit, while a backlog still drains at the highest rate
 // the windows allow.
 //
-// Every request is counted at the instant the Quota admits it. With a Store,
-// that instant is persisted (compare-and-set) before Reserve returns: a
-// crash after the request was sent cannot give quota back, a restart cannot
-// burst, and processes sharing one store share one quota. The request
-// starts after the store write, so it reaches the helpdesk slightly later
-// than the instant counted; leave headroom with Share if the helpdesk's own
-// clock must never see a burst.
+// The helpdesk counts a request when it arrives, which is some unknown time
+// after the Quota admitted it (the store write, the network). So a request
+// taken with Acquire occupies a place in every window from its admission
+// until its answer arrives (release), and the windows count it from the
+// answer: the helpdesk received it between the two, so no spread of disk or
+// network delay can put two requests closer together on the helpdesk's clock
+// than the limits allow. (Proof: when request j is admitted at t, every
+// earlier request i either is still in flight, and occupies a place, or was
+// answered at d(i) <= t; it arrived at a(i) <= d(i), so if a(i) lies within
+// a window before j's arrival a(j) >= t, then so does d(i), and the window
+// counted it.) Reserve and TryReserve count a request at its admission, for
+// requests whose sending is instant (tools and tests).
+//
+// With a Store, every admission is persisted (compare-and-set) before the
+// request may start, a request in flight stored as answered at admission
+// plus Hold: a crash after the request was sent cannot give quota back, a
+// restart cannot burst, and processes sharing one store share one quota.
+// An answer is stored with the next admission's write.
 //
 // The record is exact for windows up to one minute with limits up to 1000
 // (a timestamp log) and counts other windows in buckets of 1/3600 of the
@@ -220,6 +238,9 @@ type Quota struct {
 	rev     uint64
 	waiters quotaWaiters
 	seq     uint64
+	hold    int64            // nanoseconds
+	flight  map[uint64]int64 // requests in flight: id -> admission instant
+	lastID  uint64
 
 	conflicts atomic.Uint64
 }
@@ -271,6 +292,11 @@ func NewQuota(ctx context.Context, o QuotaOptions) (*Quota, error) {
 		windows: eff,
 		write:   make(chan struct{}, 1),
 		st:      newQuotaState(wins),
+		hold:    int64(o.Hold),
+		flight:  map[uint64]int64{},
+	}
+	if q.hold <= 0 {
+		q.hold = int64(30 * time.Second)
 	}
 	if q.now == nil {
 		q.now = time.Now
@@ -320,8 +346,45 @@ func (q *Quota) Reserve(ctx context.Context, p Priority) error {
 // process's clock runs ahead): then it is that instant, so the record stays
 // in order and errs towards counting the request longer.
 func (q *Quota) Admit(ctx context.Context, p Priority) (time.Time, error) {
+	at, _, err := q.admit(ctx, p, false)
+	return at, err
+}
+
+// Acquire blocks until a request of priority p may start, records it as in
+// flight (with a Store, durably, before returning) and returns release,
+// which the caller must call once when the request's answer arrived, or it
+// failed or timed out: the windows count the request from that moment. It
+// fails like Reserve, and then nothing is recorded and the request must not
+// be sent.
+func (q *Quota) Acquire(ctx context.Context, p Priority) (release func(), err error) {
+	_, id, err := q.admit(ctx, p, true)
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { q.release(id) }) }, nil
+}
+
+// release moves the request id from in flight into the windows, counted at
+// now, and lets the next waiter decide.
+func (q *Quota) release(id uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.flight[id]; !ok {
+		return
+	}
+	delete(q.flight, id)
+	now := q.nowNanos()
+	q.st.advance(now)
+	q.st.add(now)
+	q.wakeHeadLocked()
+}
+
+// admit waits for the turn of a request of priority p and records it; with
+// hold it is recorded as in flight under the returned id.
+func (q *Quota) admit(ctx context.Context, p Priority, hold bool) (time.Time, uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return time.Time{}, err
+		return time.Time{}, 0, err
 	}
 	w := &quotaWaiter{p: p, wake: make(chan struct{}, 1)}
 	q.mu.Lock()
@@ -338,23 +401,27 @@ func (q *Quota) Admit(ctx context.Context, p Priority) (time.Time, error) {
 		}
 	}()
 	for {
-		st, at, err := q.try(ctx, p, w)
+		st, at, id, err := q.try(ctx, p, w, hold)
 		if err != nil {
-			return time.Time{}, err
+			return time.Time{}, 0, err
 		}
 		switch st {
 		case quotaAdmitted:
-			return at, nil
+			return at, id, nil
 		case quotaNotHead:
 			// A request of higher priority, or an earlier one of the same
 			// priority, goes first; it wakes us when it leaves the queue.
 			select {
 			case <-w.wake:
 			case <-ctx.Done():
-				return time.Time{}, ctx.Err()
+				return time.Time{}, 0, ctx.Err()
 			}
 		case quotaWait:
-			d := at.Sub(q.now())
+			// Never: only a release makes room, and it wakes the head.
+			d := time.Hour
+			if !at.IsZero() {
+				d = at.Sub(q.now())
+			}
 			if timer == nil {
 				timer = time.NewTimer(d)
 			} else {
@@ -364,7 +431,7 @@ func (q *Quota) Admit(ctx context.Context, p Priority) (time.Time, error) {
 			case <-timer.C:
 			case <-w.wake:
 			case <-ctx.Done():
-				return time.Time{}, ctx.Err()
+				return time.Time{}, 0, ctx.Err()
 			}
 		}
 	}
@@ -376,7 +443,7 @@ func (q *Quota) Admit(ctx context.Context, p Priority) (time.Time, error) {
 // bound while Reserve calls of the same or higher priority are waiting, as
 // they go first. It fails like Reserve when the store fails.
 func (q *Quota) TryReserve(ctx context.Context, p Priority) (ok bool, readyAt time.Time, err error) {
-	st, at, err := q.try(ctx, p, nil)
+	st, at, _, err := q.try(ctx, p, nil, false)
 	if err != nil {
 		return false, time.Time{}, err
 	}
@@ -384,25 +451,33 @@ func (q *Quota) TryReserve(ctx context.Context, p Priority) (ok bool, readyAt ti
 }
 
 // ReadyAt returns the earliest instant at which the windows, as this process
-// last saw them, allow a request of priority p; a time not after now means
-// it may start at once. It records nothing and ignores waiting requests.
+// last saw them, allow a request of priority p, assuming the requests in
+// flight are answered now; a time not after now means it may start at once.
+// It records nothing and ignores waiting requests.
 func (q *Quota) ReadyAt(p Priority) time.Time {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := q.nowNanos()
 	q.st.advance(now)
-	return time.Unix(0, q.st.readyAt(now, p))
+	return time.Unix(0, q.st.readyAt(now, p, len(q.flight), true))
+}
+
+// InFlight returns how many acquired requests have not been released.
+func (q *Quota) InFlight() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.flight)
 }
 
 // Usage reports, per window in the order configured, how many requests the
-// record holds in it and how many remain.
+// record holds in it (requests in flight included) and how many remain.
 func (q *Quota) Usage() []WindowUsage {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.st.advance(q.nowNanos())
 	out := make([]WindowUsage, len(q.windows))
 	for i, w := range q.windows {
-		used := q.st.used(i)
+		used := q.st.used(i) + len(q.flight)
 		out[i] = WindowUsage{Window: w, Used: used, Remaining: max(w.Limit-used, 0)}
 	}
 	return out
@@ -424,34 +499,48 @@ const (
 
 // try decides for one request, records it and writes the record. w is the
 // queued waiter deciding (nil for TryReserve); only the head of the queue
-// may be admitted. On a compare-and-set conflict it reloads and decides
-// again.
-func (q *Quota) try(ctx context.Context, p Priority, w *quotaWaiter) (quotaTry, time.Time, error) {
+// may be admitted. With hold the request is recorded as in flight and its
+// id returned. A wait without an instant (only a release can make room)
+// returns the zero time. On a compare-and-set conflict it reloads and
+// decides again.
+func (q *Quota) try(ctx context.Context, p Priority, w *quotaWaiter, hold bool) (quotaTry, time.Time, uint64, error) {
 	select {
 	case q.write <- struct{}{}:
 	case <-ctx.Done():
-		return quotaWait, time.Time{}, ctx.Err()
+		return quotaWait, time.Time{}, 0, ctx.Err()
 	}
 	defer func() { <-q.write }()
 	for {
 		q.mu.Lock()
 		if w != nil && q.waiters[0] != w {
 			q.mu.Unlock()
-			return quotaNotHead, time.Time{}, nil
+			return quotaNotHead, time.Time{}, 0, nil
 		}
 		now := q.nowNanos()
 		q.st.advance(now)
-		ready := q.st.readyAt(now, p)
+		ready := q.st.readyAt(now, p, len(q.flight), false)
 		if ready > now || (w == nil && q.waiters.blocks(p)) {
 			q.mu.Unlock()
-			return quotaWait, time.Unix(0, ready), nil
+			if ready == quotaNever {
+				return quotaWait, time.Time{}, 0, nil
+			}
+			return quotaWait, time.Unix(0, ready), 0, nil
 		}
-		at := q.st.add(now)
+		var at int64
+		var id uint64
+		if hold {
+			at = now
+			q.lastID++
+			id = q.lastID
+			q.flight[id] = now
+		} else {
+			at = q.st.add(now)
+		}
 		if q.store == nil {
 			q.mu.Unlock()
-			return quotaAdmitted, time.Unix(0, at), nil
+			return quotaAdmitted, time.Unix(0, at), id, nil
 		}
-		rec := q.st.encode(nil, now)
+		rec := q.encodeLocked(now)
 		rev := q.rev
 		q.mu.Unlock()
 
@@ -460,18 +549,45 @@ func (q *Quota) try(ctx context.Context, p Priority, w *quotaWaiter) (quotaTry, 
 		if err == nil {
 			q.rev = newRev
 			q.mu.Unlock()
-			return quotaAdmitted, time.Unix(0, at), nil
+			return quotaAdmitted, time.Unix(0, at), id, nil
 		}
-		q.st.remove(at)
+		if hold {
+			delete(q.flight, id)
+		} else {
+			q.st.remove(at)
+		}
 		q.mu.Unlock()
 		if !errors.Is(err, ErrQuotaConflict) {
-			return quotaWait, time.Time{}, fmt.Errorf("record request in quota store: %w", err)
+			return quotaWait, time.Time{}, 0, fmt.Errorf("record request in quota store: %w", err)
 		}
 		q.conflicts.Add(1)
 		if err := q.reload(ctx); err != nil {
-			return quotaWait, time.Time{}, err
+			return quotaWait, time.Time{}, 0, err
 		}
 	}
+}
+
+// encodeLocked encodes the record to store: the windows as they are, and
+// every request in flight as answered at its admission plus Hold (or now,
+// if that has passed), the latest it can have reached the helpdesk.
+func (q *Quota) encodeLocked(now int64) []byte {
+	if len(q.flight) == 0 {
+		return q.st.encode(nil, now)
+	}
+	ends := make([]int64, 0, len(q.flight))
+	for _, t := range q.flight {
+		ends = append(ends, max(t+q.hold, now))
+	}
+	slices.Sort(ends)
+	added := make([]int64, len(ends))
+	for i, t := range ends {
+		added[i] = q.st.add(t)
+	}
+	rec := q.st.encode(nil, now)
+	for i := len(added) - 1; i >= 0; i-- {
+		q.st.remove(added[i])
+	}
+	return rec
 }
 
 // reload replaces the in-memory record with the stored one.
@@ -496,6 +612,11 @@ func (q *Quota) leave(w *quotaWaiter) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	heap.Remove(&q.waiters, w.index)
+	q.wakeHeadLocked()
+}
+
+// wakeHeadLocked tells the head of the queue to decide again.
+func (q *Quota) wakeHeadLocked() {
 	if len(q.waiters) > 0 {
 		select {
 		case q.waiters[0].wake <- struct{}{}:

@@ -182,8 +182,12 @@ func (st *quotaState) used(i int) int {
 }
 
 // readyAt returns the earliest instant, not before now, at which every
-// window has room for one more request of priority p (after advance).
-func (st *quotaState) readyAt(now int64, p Priority) int64 {
+// window has room for one more request of priority p (after advance), with
+// busy requests in flight. A request in flight occupies a place in every
+// window until its answer arrives, so when busy requests fill a window
+// readyAt returns quotaNever (the next release decides) or, with estimate,
+// the instant the window would have room if they were answered now.
+func (st *quotaState) readyAt(now int64, p Priority, busy int, estimate bool) int64 {
 	ready := now
 	for i := range st.wins {
 		w := &st.wins[i]
@@ -191,6 +195,14 @@ func (st *quotaState) readyAt(now int64, p Priority) int64 {
 		if p == PriorityPresence {
 			limit = w.lim
 		}
+		if busy >= limit {
+			if !estimate {
+				return quotaNever
+			}
+			ready = max(ready, now+w.per)
+			continue
+		}
+		limit -= busy
 		if w.series < 0 {
 			c := len(st.log) - w.first
 			if c >= limit {
@@ -213,6 +225,10 @@ func (st *quotaState) readyAt(now int64, p Priority) int64 {
 	}
 	return ready
 }
+
+// quotaNever is readyAt's answer when only the answer of a request in
+// flight can make room.
+const quotaNever = int64(math.MaxInt64)
 
 // add records one request at now (after advance) and returns the instant
 // recorded: now, or the newest recorded instant if that is later, so the

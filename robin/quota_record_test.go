@@ -39,7 +39,7 @@ func quotaFillRandom(st *quotaState, rng *rand.Rand, start int64, n int) []int64
 	for range n {
 		now += int64(rng.ExpFloat64() * float64(time.Second))
 		st.advance(now)
-		if r := st.readyAt(now, PriorityPresence); r > now {
+		if r := st.readyAt(now, PriorityPresence, 0, false); r > now {
 			now = r
 			st.advance(now)
 		}
@@ -71,7 +71,7 @@ func TestQuotaRecordRoundTrip(t *testing.T) {
 		}
 	}
 	for _, p := range []Priority{PriorityPresence, PriorityNormal} {
-		if a, b := st.readyAt(now, p), loaded.readyAt(now, p); a != b {
+		if a, b := st.readyAt(now, p, 0, false), loaded.readyAt(now, p, 0, false); a != b {
 			t.Errorf("%v ready at %v before, %v after loading", p, a-now, b-now)
 		}
 	}
@@ -204,7 +204,7 @@ func FuzzQuotaRecord(f *testing.F) {
 			st := quotaStateFor(t, w)
 			now := rec.writtenAt
 			st.load(rec, now)
-			st.readyAt(now, PriorityNormal)
+			st.readyAt(now, PriorityNormal, 0, false)
 			st.add(now)
 			out := st.encode(nil, now)
 			if _, err := decodeQuotaRecord(out); err != nil {

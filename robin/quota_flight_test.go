@@ -1,0 +1,180 @@
+package robin
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// runArrivals sends n requests from workers through q as a helpdesk sees
+// them: each reaches the helpdesk some time after its admission (the store
+// write, the network) and is answered some time after that. It records the
+// arrivals, which is what the helpdesk counts. With acquire the requests
+// hold their slot until answered; without, they are counted at admission.
+func runArrivals(t *testing.T, q *Quota, n, workers int, acquire bool, seed uint64) []time.Time {
+	t.Helper()
+	var rec quotaRecorder
+	var left atomic.Int64
+	left.Store(int64(n))
+	var wg sync.WaitGroup
+	for i := range workers {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				release := func() {}
+				if acquire {
+					r, err := q.Acquire(context.Background(), PriorityNormal)
+					if err != nil {
+						t.Errorf("Acquire: %v", err)
+						return
+					}
+					release = r
+				} else if err := q.Reserve(context.Background(), PriorityNormal); err != nil {
+					t.Errorf("Reserve: %v", err)
+					return
+				}
+				// Admission to arrival: up to 300 ms, sometimes much less.
+				time.Sleep(time.Duration(rng.ExpFloat64() * float64(60*time.Millisecond)))
+				rec.add(time.Now())
+				// Arrival to answer.
+				time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
+				release()
+			}
+		})
+	}
+	wg.Wait()
+	return rec.starts
+}
+
+// overallUtilisation is the requests that arrived divided by those the
+// fastest schedule keeping the windows could start in the same span.
+func overallUtilisation(arrivals []time.Time, windows []Window) float64 {
+	s := slices.Clone(arrivals)
+	slices.SortFunc(s, time.Time.Compare)
+	return float64(len(s)) / float64(len(quotaGreedy(windows, s[len(s)-1].Sub(s[0]))))
+}
+
+// TestQuotaHoldsOnHelpdeskClock: with requests that reach the helpdesk after
+// a varying delay, counting at admission lets the helpdesk see bursts over
+// its limits; holding the slot until the answer never does.
+func TestQuotaHoldsOnHelpdeskClock(t *testing.T) {
+	windows := mustQuotaWindows(t, "5/1s,20/5s")
+	for _, tc := range []struct {
+		name    string
+		acquire bool
+	}{{"counted at admission", false}, {"held until answered", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newTestQuota(t, QuotaOptions{Windows: windows, Store: &quotaMemStore{}, Hold: 11 * time.Second})
+				arrivals := runArrivals(t, q, 400, 4, tc.acquire, 7)
+				v := quotaViolations(arrivals, windows)
+				u := overallUtilisation(arrivals, windows)
+				t.Logf("%s: %d requests, utilisation %.3f, violations %d", tc.name, len(arrivals), u, len(v))
+				switch {
+				case tc.acquire && v != nil:
+					t.Fatalf("the helpdesk saw requests over its limits:\n%s", strings.Join(v, "\n"))
+				case !tc.acquire && v == nil:
+					t.Fatalf("counting at admission never exceeded a window: the check cannot fail")
+				}
+				if tc.acquire && u < 0.9 {
+					t.Errorf("utilisation %.3f, want at least 0.9", u)
+				}
+				if n := q.InFlight(); n != 0 {
+					t.Errorf("%d requests still in flight after every release", n)
+				}
+			})
+		})
+	}
+}
+
+// TestQuotaInFlightStored: a request in flight is stored as answered at its
+// admission plus Hold, so a process that loads the record (a restart after
+// a crash, or a second bridge on the key) counts it at least that long; its
+// real answer replaces that with the next admission's write.
+func TestQuotaInFlightStored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		windows := mustQuotaWindows(t, "1/1s")
+		store := &quotaMemStore{}
+		hold := 10 * time.Second
+		q1 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store, Hold: hold})
+		start := time.Now()
+		release, err := q1.Acquire(context.Background(), PriorityNormal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The process "crashes" with the request in flight.
+		q2 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store, Hold: hold})
+		if ready := q2.ReadyAt(PriorityNormal); !ready.Equal(start.Add(hold + time.Second)) {
+			t.Errorf("after a crash in flight the record allows the next request at +%v, want +%v", ready.Sub(start), hold+time.Second)
+		}
+		// The same process releases after 200 ms: its own next request may
+		// go one window after the answer, not after admission plus Hold.
+		time.Sleep(200 * time.Millisecond)
+		release()
+		release() // a second call changes nothing
+		if ready := q1.ReadyAt(PriorityNormal); !ready.Equal(start.Add(1200 * time.Millisecond)) {
+			t.Errorf("after the answer at +200ms the next request may start at +%v, want +1.2s", ready.Sub(start))
+		}
+		if err := q1.Reserve(context.Background(), PriorityNormal); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Since(start); got != 1200*time.Millisecond {
+			t.Errorf("next request admitted at +%v, want +1.2s", got)
+		}
+		// That write stored the real answer: a fresh load no longer counts
+		// the first request at admission plus Hold.
+		q3 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store, Hold: hold})
+		if ready := q3.ReadyAt(PriorityNormal); !ready.Equal(start.Add(2200 * time.Millisecond)) {
+			t.Errorf("after the next write the record allows a request at +%v, want +2.2s", ready.Sub(start))
+		}
+	})
+}
+
+// TestQuotaInFlightFillsWindow: while the limit's worth of requests is in
+// flight nothing more starts, however old their admissions are; the first
+// answer lets the next request start one window later.
+func TestQuotaInFlightFillsWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newTestQuota(t, QuotaOptions{Windows: mustQuotaWindows(t, "2/1s")})
+		start := time.Now()
+		var releases []func()
+		for range 2 {
+			r, err := q.Acquire(context.Background(), PriorityNormal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			releases = append(releases, r)
+		}
+		admitted := make(chan time.Duration, 1)
+		go func() {
+			r, err := q.Acquire(context.Background(), PriorityPresence)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer r()
+			admitted <- time.Since(start)
+		}()
+		time.Sleep(5 * time.Second) // far longer than the window
+		synctest.Wait()
+		select {
+		case d := <-admitted:
+			t.Fatalf("a third request started at +%v with two in flight", d)
+		default:
+		}
+		if u := q.Usage(); u[0].Used != 2 || u[0].Remaining != 0 {
+			t.Errorf("usage with two in flight = %+v, want 2 used, 0 remaining", u[0])
+		}
+		releases[0]()
+		if d := <-admitted; d != 6*time.Second {
+			t.Errorf("third request started at +%v, want +6s (one window after the first answer at +5s)", d)
+		}
+		releases[1]()
+	})
+}
