@@ -2,15 +2,12 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/voipbridge/voipbridge/backoff"
 	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Priority orders deliveries when the quota is scarce.
@@ -38,11 +35,11 @@ func (p Priority) String() string {
 	return "normal"
 }
 
-// Limiter decides when the next request may start; the quota limiter
-// satisfies it through an adapter. Reserve blocks until a request of
-// priority p may start and records it.
+// Limiter decides when the next request may start (the quota). Acquire
+// blocks until a request of priority p may start and records it as in
+// flight; release is called once when its answer arrived or it failed.
 type Limiter interface {
-	Reserve(ctx context.Context, p Priority) error
+	Acquire(ctx context.Context, p Priority) (release func(), err error)
 }
 
 // Gate is the circuit breaker seam: Allow returns a done func to report the
@@ -53,6 +50,9 @@ type Gate interface {
 
 // DispatcherOptions configure delivery.
 type DispatcherOptions struct {
+	// Queue is where events come from and are settled; nil means the
+	// Journal's events (NewJournalQueue).
+	Queue   Queue
 	Journal *Journal
 	Sink    Sink
 	Limiter Limiter // nil: no quota
@@ -68,6 +68,14 @@ type DispatcherOptions struct {
 	AuthProbe time.Duration
 	// MaxBuffered bounds the events held in memory (default 10 000); the rest wait in the journal.
 	MaxBuffered int
+	// Now is the clock (default time.Now); waits use the runtime's timers,
+	// so tests of timing run in a testing/synctest bubble.
+	Now func() time.Time
+	// SettleAttempt bounds one attempt to remove or dead-letter an event
+	// (default 2s). Settling runs off the workers' path and is retried
+	// until it succeeds or the dispatcher stops, so a journal that is
+	// electing a leader delays no delivery.
+	SettleAttempt time.Duration
 	// Committed, when set, holds back each event until the tracker that
 	// journaled it has also saved the call records behind it (*Tracker
 	// satisfies it). An event delivered (and removed) before that could be
@@ -105,6 +113,13 @@ type lane struct {
 type Dispatcher struct {
 	o   DispatcherOptions
 	log *slog.Logger
+	now func() time.Time
+
+	// settling: removals and dead letters in progress, off the workers'
+	// path; settleCtx ends them after the drain.
+	settling  sync.WaitGroup
+	settleCtx context.Context
+	settleErr retryState
 
 	mu       sync.Mutex
 	wake     chan struct{} // closed and replaced when something changes
@@ -139,51 +154,70 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	if o.MaxBuffered <= 0 {
 		o.MaxBuffered = 10000
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SettleAttempt <= 0 {
+		o.SettleAttempt = 2 * time.Second
+	}
 	for _, p := range []Priority{PriorityAnswered, PriorityNormal} {
 		o.Metrics.queueDepth.WithLabelValues(p.String()).Set(0)
 		o.Metrics.oldest.WithLabelValues(p.String()).Set(0)
 	}
-	return &Dispatcher{o: o, log: o.Logger, lanes: map[string]*lane{}, wake: make(chan struct{})}
+	d := &Dispatcher{o: o, log: o.Logger, now: o.Now, lanes: map[string]*lane{}, wake: make(chan struct{})}
+	d.settleErr = retryState{log: o.Logger, what: "removing delivered events from the journal"}
+	return d
 }
 
 // Paused returns why delivery is paused, or "".
 func (d *Dispatcher) Paused() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if time.Now().Before(d.paused) {
+	if d.now().Before(d.paused) {
 		return d.reason
 	}
 	return ""
 }
 
 // Run delivers until ctx is cancelled; deliveries in flight then finish (or
-// stay journaled) before it returns.
+// stay journaled), and removals in progress get a few seconds, before it
+// returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	cons, err := d.o.Journal.js.OrderedConsumer(ctx, d.o.Journal.n.events, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return fmt.Errorf("dispatcher: consumer: %w", err)
+	q := d.o.Queue
+	if q == nil {
+		jq := NewJournalQueue(d.o.Journal)
+		defer jq.Close()
+		q = jq
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
-	if err != nil {
-		return fmt.Errorf("dispatcher: consumer: %w", err)
-	}
+	settleCtx, stopSettling := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSettling()
+	d.settleCtx = settleCtx
 	var wg sync.WaitGroup
 	for range d.o.Workers {
-		wg.Go(func() { d.work(ctx) })
+		wg.Go(func() { d.work(ctx, q) })
 	}
-	wg.Go(func() { d.gauges(ctx) })
+	wg.Go(func() { d.gauges(ctx, q) })
 	readErr := make(chan error, 1)
-	go func() { readErr <- d.read(ctx, it) }()
+	go func() { readErr <- d.read(ctx, q) }()
 	var rerr error
 	select {
 	case <-ctx.Done():
 	case rerr = <-readErr:
 	}
-	it.Stop()
 	d.signal()
 	wg.Wait()
+	// Removals still failing get a grace period, then stay undone: those
+	// events are sent once more after a restart.
+	settled := make(chan struct{})
+	go func() { d.settling.Wait(); close(settled) }()
+	grace := time.NewTimer(10 * time.Second)
+	defer grace.Stop()
+	select {
+	case <-settled:
+	case <-grace.C:
+		stopSettling()
+		<-settled
+	}
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -191,28 +225,24 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // read moves journaled events into the lanes, holding back while the buffer is full.
-func (d *Dispatcher) read(ctx context.Context, it jetstream.MessagesContext) error {
+func (d *Dispatcher) read(ctx context.Context, q Queue) error {
 	for {
-		msg, err := it.Next()
+		qe, err := q.Next(ctx)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 				return nil
 			}
-			return fmt.Errorf("dispatcher: read events: %w", err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
 			return fmt.Errorf("dispatcher: %w", err)
 		}
 		if d.o.Committed != nil {
-			if err := d.o.Committed.WaitCommitted(ctx, md.Sequence.Stream); err != nil {
+			if err := d.o.Committed.WaitCommitted(ctx, qe.Seq); err != nil {
 				return nil // shutting down
 			}
 		}
-		var env Envelope
-		if err := json.Unmarshal(msg.Data(), &env); err != nil {
-			d.log.Error("dispatcher: unreadable event; dead-lettering it", "seq", md.Sequence.Stream, "err", err)
-			d.deadLetter(ctx, &item{seq: md.Sequence.Stream, env: Envelope{MsgID: fmt.Sprintf("unreadable-%d", md.Sequence.Stream)}}, 0, string(msg.Data()), "unreadable")
+		it := &item{env: qe.Env, seq: qe.Seq, received: qe.Received}
+		if qe.Unreadable != nil {
+			d.log.Error("dispatcher: unreadable event; dead-lettering it", "seq", qe.Seq)
+			d.deadLetter(q, it, 0, string(qe.Unreadable), "unreadable")
 			continue
 		}
 		for {
@@ -220,12 +250,12 @@ func (d *Dispatcher) read(ctx context.Context, it jetstream.MessagesContext) err
 			full := d.buffered >= d.o.MaxBuffered
 			wake := d.wake
 			if !full {
-				l := d.lanes[env.CallKey]
+				l := d.lanes[it.env.CallKey]
 				if l == nil {
 					l = &lane{}
-					d.lanes[env.CallKey] = l
+					d.lanes[it.env.CallKey] = l
 				}
-				l.items = append(l.items, &item{env: env, seq: md.Sequence.Stream, received: md.Timestamp})
+				l.items = append(l.items, it)
 				d.buffered++
 				d.broadcastLocked()
 			}
@@ -261,7 +291,7 @@ func (d *Dispatcher) next(ctx context.Context) (*item, *lane) {
 			return nil, nil
 		}
 		d.mu.Lock()
-		now := time.Now()
+		now := d.now()
 		wait := time.Duration(-1)
 		var best *item
 		var bestLane *lane
@@ -323,18 +353,20 @@ func priorityOf(l *lane) Priority {
 	return PriorityNormal
 }
 
-func (d *Dispatcher) work(ctx context.Context) {
+func (d *Dispatcher) work(ctx context.Context, q Queue) {
 	for {
 		it, l := d.next(ctx)
 		if it == nil {
 			return
 		}
-		d.deliver(ctx, it, l)
+		d.deliver(ctx, q, it, l)
 	}
 }
 
 // deliver makes one attempt and applies the failure policy to its outcome.
-func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
+// The breaker is asked before the quota, so a request it refuses takes no
+// place in any window: an outage of any length leaves the quota as it was.
+func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 	release := func(done bool) {
 		d.mu.Lock()
 		l.inflight = false
@@ -349,40 +381,47 @@ func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
 		d.broadcastLocked()
 		d.mu.Unlock()
 	}
-	if d.o.Limiter != nil {
-		d.mu.Lock()
-		p := priorityOf(l)
-		d.mu.Unlock()
-		if err := d.o.Limiter.Reserve(ctx, p); err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("dispatcher: quota record unavailable", "err", err)
-				it.notBefore = time.Now().Add(d.o.BackoffMin)
-			}
+	var gateDone func(error)
+	if d.o.Gate != nil {
+		var err error
+		if gateDone, err = d.o.Gate.Allow(); err != nil {
+			// The breaker is open: wait for its next probe slot.
+			it.notBefore = d.now().Add(d.o.BackoffMin)
 			release(false)
 			return
 		}
 	}
-	var done func(error)
-	if d.o.Gate != nil {
-		var err error
-		if done, err = d.o.Gate.Allow(); err != nil {
-			// The breaker is open: wait for its next probe slot.
-			it.notBefore = time.Now().Add(d.o.BackoffMin)
+	quotaDone := func() {}
+	if d.o.Limiter != nil {
+		d.mu.Lock()
+		p := priorityOf(l)
+		d.mu.Unlock()
+		r, err := d.o.Limiter.Acquire(ctx, p)
+		if err != nil {
+			if gateDone != nil {
+				gateDone(context.Canceled) // not sent: counts neither way
+			}
+			if ctx.Err() == nil {
+				d.log.Warn("dispatcher: quota record unavailable", "err", err)
+				it.notBefore = d.now().Add(d.o.BackoffMin)
+			}
 			release(false)
 			return
 		}
+		quotaDone = r
 	}
 	// An attempt in flight finishes even during shutdown: cutting it off
 	// would turn a delivered event into an unknown one.
 	sendCtx := context.WithoutCancel(ctx)
 	err := d.o.Sink.Send(sendCtx, it.env.Event)
-	if done != nil {
-		done(err)
+	quotaDone()
+	if gateDone != nil {
+		gateDone(err)
 	}
 	it.attempts++
 	if err == nil {
 		d.o.Metrics.deliveries.WithLabelValues("2xx", "ok").Inc()
-		d.ack(sendCtx, it)
+		d.remove(q, it)
 		d.recovered()
 		release(true)
 		return
@@ -392,7 +431,7 @@ func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
 	switch class {
 	case Permanent:
 		d.log.Warn("helpdesk rejected event; dead-lettered", "call_id", it.env.Event.ID, "event", it.env.Event.Type, "err", err)
-		d.deadLetter(sendCtx, it, statusOf(err), bodyOf(err), class.String())
+		d.deadLetter(q, it, statusOf(err), bodyOf(err), class.String())
 		release(true)
 	case RateLimited:
 		wait, ok := RetryAfterOf(err)
@@ -406,7 +445,7 @@ func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
 		d.pause(d.o.AuthProbe, "auth", err)
 		release(false)
 	default:
-		it.notBefore = time.Now().Add(d.backoff(it.attempts))
+		it.notBefore = d.now().Add(d.backoff(it.attempts))
 		d.mu.Lock()
 		first := !d.failing
 		d.failing = true
@@ -422,10 +461,11 @@ func (d *Dispatcher) deliver(ctx context.Context, it *item, l *lane) {
 func (d *Dispatcher) pause(wait time.Duration, reason string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.reason != reason || time.Now().After(d.paused) {
+	now := d.now()
+	if d.reason != reason || now.After(d.paused) {
 		d.log.Warn("delivery paused", "reason", reason, "for", wait.String(), "err", err)
 	}
-	d.paused, d.reason = time.Now().Add(wait), reason
+	d.paused, d.reason = now.Add(wait), reason
 	d.o.Metrics.paused.WithLabelValues(reason).Set(1)
 }
 
@@ -446,21 +486,10 @@ func (d *Dispatcher) backoff(attempt int) time.Duration {
 	return backoff.Delay(attempt, d.o.BackoffMin, d.o.BackoffMax)
 }
 
-// ack removes a delivered event from the journal. It gives up after a
-// while (the journal unreachable), so that a drain cannot hang: the event
-// then stays journaled and may be sent once more after a restart.
-func (d *Dispatcher) ack(ctx context.Context, it *item) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := retry(ctx, func() error {
-		err := d.o.Journal.events.DeleteMsg(ctx, it.seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil
-		}
-		return err
-	}); err != nil {
-		d.log.Error("dispatcher: could not remove delivered event; it may be sent again after a restart", "call_id", it.env.Event.ID, "err", err)
-	}
+// remove takes a delivered event out of the journal, off the worker's path.
+func (d *Dispatcher) remove(q Queue, it *item) {
+	seq := it.seq
+	d.settle(it, func(ctx context.Context) error { return q.Remove(ctx, seq) })
 }
 
 // DeadLetter is an event the helpdesk rejected, as kept in DEADLETTERS.
@@ -472,26 +501,88 @@ type DeadLetter struct {
 	Time     time.Time `json:"time"`
 }
 
-func (d *Dispatcher) deadLetter(ctx context.Context, it *item, status int, body, reason string) {
+// deadLetter keeps the event with the helpdesk's answer and removes it from
+// the queue, off the worker's path.
+func (d *Dispatcher) deadLetter(q Queue, it *item, status int, body, reason string) {
 	if len(body) > 1024 {
 		body = body[:1024]
 	}
-	data, _ := json.Marshal(DeadLetter{Envelope: it.env, Status: status, Body: body, Reason: reason, Time: time.Now().UTC()})
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := retry(ctx, func() error {
-		_, err := d.o.Journal.js.Publish(ctx, d.o.Journal.n.deadSubj+"."+subjectToken(it.env.Source), data,
-			jetstream.WithMsgID(fmt.Sprintf("dl|%s|%d", it.env.MsgID, it.seq)))
-		return err
-	}); err != nil {
-		d.log.Error("dispatcher: dead letter not stored; the event stays in the journal and is tried again after a restart", "call_id", it.env.Event.ID, "err", err)
-		return
+	dl := DeadLetter{Envelope: it.env, Status: status, Body: body, Reason: reason, Time: d.now().UTC()}
+	seq := it.seq
+	d.settle(it, func(ctx context.Context) error { return q.DeadLetter(ctx, seq, dl) })
+}
+
+// settle runs f in the background in short attempts (SettleAttempt each)
+// until it succeeds or settling is stopped after the drain; then the event
+// stays journaled and is delivered once more after a restart.
+func (d *Dispatcher) settle(it *item, f func(ctx context.Context) error) {
+	ctx := d.settleCtx
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	d.ack(ctx, it)
+	d.settling.Go(func() {
+		delay := 50 * time.Millisecond
+		failing := false
+		for {
+			actx, cancel := context.WithTimeout(ctx, d.o.SettleAttempt)
+			err := f(actx)
+			cancel()
+			failing = d.settleErr.note(err, failing, "call_id", it.env.Event.ID, "seq", it.seq)
+			if err == nil {
+				return
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				d.settleErr.note(nil, true)
+				d.log.Error("dispatcher: delivered event not removed from the journal; it will be sent again after a restart", "call_id", it.env.Event.ID, "seq", it.seq, "err", err)
+				return
+			case <-t.C:
+			}
+			delay = min(2*delay, time.Second)
+		}
+	})
+}
+
+// retryState logs a retry loop's first failure, every change of failure and
+// its recovery, once each, however many attempts and concurrent loops
+// (each a failing item) share it.
+type retryState struct {
+	log  *slog.Logger
+	what string
+
+	mu      sync.Mutex
+	failing int    // loops currently failing
+	last    string // the failure being retried
+}
+
+// note records the outcome of one attempt of a loop; wasFailing is whether
+// that loop's previous attempt failed, and the result whether this one did.
+func (r *retryState) note(err error, wasFailing bool, attrs ...any) (failing bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err == nil && wasFailing:
+		r.failing--
+		if r.failing == 0 {
+			r.log.Info(r.what+": recovered", attrs...)
+			r.last = ""
+		}
+	case err != nil:
+		if !wasFailing {
+			r.failing++
+		}
+		if err.Error() != r.last {
+			r.log.Warn(r.what+": failing; retrying", append(attrs, "err", err)...)
+			r.last = err.Error()
+		}
+	}
+	return err != nil
 }
 
 // gauges publishes queue depth and age.
-func (d *Dispatcher) gauges(ctx context.Context) {
+func (d *Dispatcher) gauges(ctx context.Context, q Queue) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -517,12 +608,16 @@ func (d *Dispatcher) gauges(ctx context.Context) {
 			d.o.Metrics.queueDepth.WithLabelValues(p.String()).Set(float64(depth[p]))
 			age := 0.0
 			if o, ok := oldest[p]; ok {
-				age = time.Since(o).Seconds()
+				age = d.now().Sub(o).Seconds()
 			}
 			d.o.Metrics.oldest.WithLabelValues(p.String()).Set(age)
 		}
-		if info, err := d.o.Journal.dead.Info(ctx); err == nil {
-			d.o.Metrics.dead.Set(float64(info.State.Msgs))
+		if dc, ok := q.(interface {
+			DeadCount(context.Context) (uint64, error)
+		}); ok {
+			if n, err := dc.DeadCount(ctx); err == nil {
+				d.o.Metrics.dead.Set(float64(n))
+			}
 		}
 	}
 }

@@ -19,7 +19,7 @@ type slowLimiter struct {
 	per  time.Duration
 }
 
-func (l *slowLimiter) Reserve(ctx context.Context, _ Priority) error {
+func (l *slowLimiter) Acquire(ctx context.Context, _ Priority) (func(), error) {
 	l.mu.Lock()
 	at := l.next
 	if now := time.Now(); at.Before(now) {
@@ -29,9 +29,9 @@ func (l *slowLimiter) Reserve(ctx context.Context, _ Priority) error {
 	l.mu.Unlock()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-time.After(time.Until(at)):
-		return nil
+		return func() {}, nil
 	}
 }
 

@@ -66,6 +66,8 @@ type Tracker struct {
 	lagAge   atomic.Int64 // ns: how long the oldest signal of the last batch waited
 	// fakeClock: Now was given, and stands for the journal's time too.
 	fakeClock bool
+	// publishErr logs the journal failing and recovering under a batch.
+	publishErr retryState
 
 	recentMu sync.Mutex
 	recent   []Folded // ring of the last recentSize signals folded
@@ -169,6 +171,7 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 		return nil, errors.New("tracker: no journal")
 	}
 	t := &Tracker{o: o, log: o.Logger, m: newMachine(o.Policies, o.Numbers, o.Dir), fakeClock: fake, commitWake: make(chan struct{})}
+	t.publishErr = retryState{log: o.Logger, what: "tracker: journaling a batch"}
 	t.m.warn = func(msg string, args ...any) { t.log.Warn(msg, args...) }
 	return t, nil
 }
@@ -551,7 +554,7 @@ func (t *Tracker) publishAll(ctx context.Context, msgs []pending) (last uint64, 
 	}
 	for _, i := range failed {
 		m := msgs[i]
-		err := retry(ctx, func() error {
+		err := retry(ctx, &t.publishErr, func() error {
 			var opts []jetstream.PublishOpt
 			if m.id != "" {
 				opts = append(opts, jetstream.WithMsgID(m.id))
@@ -583,10 +586,13 @@ func (t *Tracker) checkpoint(ctx context.Context) {
 
 // retry runs f until it succeeds or ctx ends, backing off up to 5s: the
 // journal being briefly unavailable must stall the tracker, not lose state.
-func retry(ctx context.Context, f func() error) error {
+// r logs the first failure, each change of failure and the recovery.
+func retry(ctx context.Context, r *retryState, f func() error) error {
 	delay := 50 * time.Millisecond
+	failing := false
 	for {
 		err := f()
+		failing = r.note(err, failing)
 		if err == nil {
 			return nil
 		}
