@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	sink := newCountingSink(b.robin, b.requests)
 	b.disp = events.NewDispatcher(events.DispatcherOptions{
 		Journal: b.journal, Sink: sink, Limiter: b.quota, Gate: b.breaker, Committed: b.tracker,
-		Logger: log, Metrics: metrics, Workers: cfg.DeliveryWorkers, BackoffMax: cfg.Quota.RetryMax, AuthProbe: cfg.Quota.AuthProbe,
+		Logger: log, Metrics: metrics, Workers: deliveryWorkers(cfg.DeliveryWorkers, b.quota.Windows()), BackoffMax: cfg.Quota.RetryMax, AuthProbe: cfg.Quota.AuthProbe,
 	})
 
 	b.mux = http.NewServeMux()

@@ -36,7 +36,7 @@ type Config struct {
 	RobinAPISecret   string        `env:"ROBIN_API_SECRET"`
 	RobinPresenceURL string        `env:"ROBIN_PRESENCE_URL" envDefault:"https://presence.robinhq.com/api/v1"`
 	RobinTimeout     time.Duration `env:"ROBIN_TIMEOUT" envDefault:"10s"`
-	DeliveryWorkers  int           `env:"DELIVERY_WORKERS" envDefault:"4"`
+	DeliveryWorkers  int           `env:"DELIVERY_WORKERS" envDefault:"0"` // 0: what the quota can use
 
 	AdminToken string `env:"ADMIN_TOKEN"`
 
@@ -156,8 +156,8 @@ func (c *Config) validate() error {
 	if c.RobinTimeout <= 0 {
 		bad("ROBIN_TIMEOUT %s: want a positive duration", c.RobinTimeout)
 	}
-	if c.DeliveryWorkers < 1 || c.DeliveryWorkers > 64 {
-		bad("DELIVERY_WORKERS %d: want 1 to 64", c.DeliveryWorkers)
+	if c.DeliveryWorkers < 0 || c.DeliveryWorkers > 64 {
+		bad("DELIVERY_WORKERS %d: want 1 to 64, or 0 for what the quota can use", c.DeliveryWorkers)
 	}
 	if c.WebhookToken == "" && !c.WebhookInsecure {
 		bad("WEBHOOK_TOKEN is required (or WEBHOOK_TOKEN_FILE); set WEBHOOK_INSECURE=true to accept unauthenticated webhooks")

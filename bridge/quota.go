@@ -106,3 +106,19 @@ func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(quotaRemainingDesc, prometheus.GaugeValue, float64(u.Remaining), w)
 	}
 }
+
+// deliveryWorkers is DELIVERY_WORKERS, or with 0 what the quota can use: a
+// request holds its place in every window until ROBIN answers, so no more
+// deliveries can be in flight than the smallest window's limit (3 at
+// ROBIN's 3 per second). Each one in flight at a crash may be sent once
+// more after the restart, so fewer workers also mean fewer repeats.
+func deliveryWorkers(configured int, windows []robin.Window) int {
+	if configured > 0 {
+		return configured
+	}
+	n := 64
+	for _, w := range windows {
+		n = min(n, w.Limit)
+	}
+	return max(n, 1)
+}
