@@ -11,16 +11,16 @@ import (
 	"github.com/voipbridge/voipbridge/events"
 )
 
-// mountAdmin adds the admin endpoints; without ADMIN_TOKEN they are not
-// mounted at all (404).
+// mountAdmin adds the admin endpoints, on the admin listener when
+// ADMIN_ADDR is set; without ADMIN_TOKEN they are not mounted at all (404).
 func (b *Bridge) mountAdmin() {
 	if b.cfg.AdminToken == "" {
 		return
 	}
-	b.mux.Handle("GET /v1/deadletters", b.admin(b.listDeadLetters))
-	b.mux.Handle("POST /v1/deadletters/replay", b.admin(b.replayAll))
-	b.mux.Handle("POST /v1/deadletters/{id}/replay", b.admin(b.replayOne))
-	b.mux.Handle("GET /v1/signals/recent", b.admin(func(w http.ResponseWriter, _ *http.Request) {
+	b.edge.admin.Handle("GET /v1/deadletters", b.admin(b.listDeadLetters))
+	b.edge.admin.Handle("POST /v1/deadletters/replay", b.admin(b.replayAll))
+	b.edge.admin.Handle("POST /v1/deadletters/{id}/replay", b.admin(b.replayOne))
+	b.edge.admin.Handle("GET /v1/signals/recent", b.admin(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"signals": b.tracker.Recent()})
 	}))
 }

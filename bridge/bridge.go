@@ -41,8 +41,8 @@ type Bridge struct {
 	requests *prometheus.CounterVec // requests to the helpdesk, by endpoint and status class
 	numbers  *phone.Normalizer
 	mux      *http.ServeMux
-	srv      *http.Server
-	ln       net.Listener
+	edge     *httpEdge    // the listeners and their servers
+	ln       net.Listener // the public listener (HTTP_ADDR)
 	runCtx   context.Context
 	stopRun  context.CancelCauseFunc
 	wg       sync.WaitGroup
@@ -146,7 +146,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	})
 	b.mux.HandleFunc("GET /readyz", b.serveReady)
 	b.mux.HandleFunc("GET /v1/status", b.serveStatus)
-	b.mux.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg}))
+	if b.edge, err = newHTTPEdge(cfg.HTTP, cfg.HTTPAddr, b.mux, log); err != nil {
+		return nil, err
+	}
+	b.edge.admin.Handle("GET /metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{Registry: b.reg}))
 	b.addReady("journal", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -197,12 +200,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		}
 	}
 
-	b.ln, err = net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
+	if b.ln, err = b.edge.listen(b.reg); err != nil {
 		b.stopRun(err)
-		return nil, fmt.Errorf("HTTP_ADDR: %w", err)
+		return nil, err
 	}
-	b.srv = &http.Server{Handler: b.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return b, nil
 }
 
@@ -221,8 +222,7 @@ func (b *Bridge) ReloadExtensions() error {
 // closes. It returns nil after a clean drain.
 func (b *Bridge) Run(ctx context.Context) error {
 	defer b.close()
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- b.srv.Serve(b.ln) }()
+	srvErr := b.edge.serve()
 	b.goRun("tracker", b.tracker.Run)
 	b.goRun("dispatcher", b.disp.Run)
 	b.log.Info("voipbridge running", "http", b.Addr(), "version", Version, "journal", b.journalKind())
@@ -239,7 +239,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	close(b.draining)
 	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	if serr := b.srv.Shutdown(shut); serr != nil {
+	if serr := b.edge.shutdown(shut); serr != nil {
 		b.log.Warn("http shutdown", "err", serr)
 	}
 	b.stopRun(nil)

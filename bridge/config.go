@@ -66,6 +66,7 @@ type Config struct {
 	DIDMap        string        `env:"DID_MAP"`
 	TrackerMaxLag time.Duration `env:"TRACKER_MAX_LAG" envDefault:"30s"`
 
+	HTTP     HTTPConfig
 	Quota    QuotaConfig
 	SIP      SIPConfig
 	ThreeCX  ThreeCXConfig
@@ -193,6 +194,7 @@ func (c *Config) validate() error {
 	if c.InternalMaxDigits < 1 || c.InternalMaxDigits > 10 {
 		bad("INTERNAL_MAX_DIGITS %d: want 1 to 10", c.InternalMaxDigits)
 	}
+	errs = append(errs, c.HTTP.validate(c.HTTPAddr))
 	errs = append(errs, c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
 	return errors.Join(errs...)
 }
