@@ -165,6 +165,9 @@ func serve(environ []string, stderr io.Writer) int {
 			} else {
 				log.Info("extensions reloaded")
 			}
+			if err := b.ReloadTLS(); err != nil {
+				log.Error("TLS certificate not reloaded; keeping the current one", "err", err)
+			}
 		}
 	}()
 	if err := b.Run(ctx); err != nil {
