@@ -37,9 +37,10 @@ func (p Priority) String() string {
 
 // Limiter decides when the next request may start (the quota). Acquire
 // blocks until a request of priority p may start and records it as in
-// flight; release is called once when its answer arrived or it failed.
+// flight; release is called once when its answer arrived or it failed, with
+// sent false only when the request certainly never reached the helpdesk.
 type Limiter interface {
-	Acquire(ctx context.Context, p Priority) (release func(), err error)
+	Acquire(ctx context.Context, p Priority) (release func(sent bool), err error)
 }
 
 // Gate is the circuit breaker seam: Allow returns a done func to report the
@@ -391,7 +392,7 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 			return
 		}
 	}
-	quotaDone := func() {}
+	quotaDone := func(bool) {}
 	if d.o.Limiter != nil {
 		d.mu.Lock()
 		p := priorityOf(l)
@@ -414,7 +415,7 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 	// would turn a delivered event into an unknown one.
 	sendCtx := context.WithoutCancel(ctx)
 	err := d.o.Sink.Send(sendCtx, it.env.Event)
-	quotaDone()
+	quotaDone(err == nil || !NotSentOf(err))
 	if gateDone != nil {
 		gateDone(err)
 	}

@@ -134,11 +134,11 @@ type policyLimiter struct {
 	acquired, released int
 }
 
-func (l *policyLimiter) Acquire(context.Context, Priority) (func(), error) {
+func (l *policyLimiter) Acquire(context.Context, Priority) (func(bool), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.acquired++
-	return func() {
+	return func(bool) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.released++

@@ -19,7 +19,7 @@ type slowLimiter struct {
 	per  time.Duration
 }
 
-func (l *slowLimiter) Acquire(ctx context.Context, _ Priority) (func(), error) {
+func (l *slowLimiter) Acquire(ctx context.Context, _ Priority) (func(bool), error) {
 	l.mu.Lock()
 	at := l.next
 	if now := time.Now(); at.Before(now) {
@@ -31,7 +31,7 @@ func (l *slowLimiter) Acquire(ctx context.Context, _ Priority) (func(), error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(time.Until(at)):
-		return func() {}, nil
+		return func(bool) {}, nil
 	}
 }
 

@@ -62,6 +62,13 @@ func ClassOf(err error) Class {
 	return Retryable
 }
 
+// NotSentOf reports whether the error says the request never reached the
+// helpdesk (its connection could not be opened), so no quota was spent.
+func NotSentOf(err error) bool {
+	var n interface{ NotSent() bool }
+	return errors.As(err, &n) && n.NotSent()
+}
+
 // RetryAfterOf returns the delay the helpdesk asked for, if the error carries one.
 func RetryAfterOf(err error) (time.Duration, bool) {
 	var r interface{ RetryAfter() time.Duration }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/voipbridge/voipbridge/events"
 	"github.com/voipbridge/voipbridge/robin"
 )
 
@@ -26,7 +27,7 @@ type Asker interface {
 // Quota is the request quota shared with call events; *robin.Quota
 // satisfies it.
 type Quota interface {
-	Acquire(ctx context.Context, p robin.Priority) (release func(), err error)
+	Acquire(ctx context.Context, p robin.Priority) (release func(sent bool), err error)
 	ReadyAt(p robin.Priority) time.Time
 }
 
@@ -413,9 +414,18 @@ func (c *Cache) fly(k Key, f *flight) {
 		// ROBIN was asked and failed: do not ask about this key again
 		// for a TTL, so that a failing ROBIN costs at most one request
 		// per key and TTL, however many look-ups arrive.
+		// A 429 is not ROBIN failing but asking for a pause: the key is
+		// asked again once Retry-After ends (a second without one), and
+		// served stale meanwhile.
 		hold := c.cfg.TTL
 		var re *robin.Error
-		if errors.As(err, &re) && re.RetryAfterDelay > hold {
+		switch {
+		case errors.As(err, &re) && re.Status == http.StatusTooManyRequests:
+			hold = time.Second
+			if re.RetryAfterDelay > 0 {
+				hold = min(re.RetryAfterDelay, 10*time.Minute)
+			}
+		case errors.As(err, &re) && re.RetryAfterDelay > hold:
 			hold = min(re.RetryAfterDelay, max(c.cfg.TTL, 10*time.Minute))
 		}
 		e.holdUntil = now.Add(hold)
@@ -453,28 +463,37 @@ func (c *Cache) fetch(k Key) (res result, asked bool, err error) {
 		if ready := c.quota.ReadyAt(robin.PriorityPresence); ready.After(time.Now().Add(c.cfg.Timeout)) {
 			return result{}, false, fmt.Errorf("%w until %s", ErrQuota, ready.UTC().Format(time.RFC3339))
 		}
-		ctx, cancel := context.WithTimeout(c.base, c.cfg.Timeout)
-		release, err := c.quota.Acquire(ctx, robin.PriorityPresence)
-		cancel()
-		switch {
-		case err == nil:
-			// The look-up holds its place in the windows until ROBIN answers.
-			defer release()
-		case c.base.Err() != nil:
-			return result{}, false, ErrClosed
-		case errors.Is(err, context.DeadlineExceeded):
-			return result{}, false, fmt.Errorf("%w: no request slot within %s", ErrQuota, c.cfg.Timeout)
-		default:
-			return result{}, false, fmt.Errorf("quota: %w", err)
-		}
 	}
+	// The breaker is asked before the quota: a look-up it refuses takes no
+	// place in any window.
 	done := func(error) {}
 	if c.breaker != nil {
-		d, err := c.breaker.Allow()
-		if err != nil {
-			return result{}, false, err
+		d, berr := c.breaker.Allow()
+		if berr != nil {
+			return result{}, false, berr
 		}
 		done = d
+	}
+	if c.quota != nil {
+		ctx, cancel := context.WithTimeout(c.base, c.cfg.Timeout)
+		release, qerr := c.quota.Acquire(ctx, robin.PriorityPresence)
+		cancel()
+		if qerr != nil {
+			done(context.Canceled) // not sent: counts neither way
+		}
+		switch {
+		case qerr == nil:
+			// The look-up holds its place in the windows until ROBIN
+			// answers; one that never left is not counted (err is the
+			// named result).
+			defer func() { release(!events.NotSentOf(err)) }()
+		case c.base.Err() != nil:
+			return result{}, false, ErrClosed
+		case errors.Is(qerr, context.DeadlineExceeded):
+			return result{}, false, fmt.Errorf("%w: no request slot within %s", ErrQuota, c.cfg.Timeout)
+		default:
+			return result{}, false, fmt.Errorf("quota: %w", qerr)
+		}
 	}
 	start := time.Now()
 	online, err := c.ask.Presence(c.base, k.Channel, k.Referrer)

@@ -459,6 +459,31 @@ func TestRetryAfterHolds(t *testing.T) {
 	})
 }
 
+// TestRateLimitedServesStale: a 429 holds a key back only until its
+// Retry-After (not a whole TTL), the last answer is served stale meanwhile,
+// and the key is asked again when the Retry-After ends.
+func TestRateLimitedServesStale(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, testConfig)
+		defer e.close()
+		e.fake.SetPresence("Chat", "", true)
+		e.must(t, "Chat", "", true, ResultMiss)
+		time.Sleep(testConfig.TTL + time.Millisecond)
+		e.fake.SetFault(robintest.Fault{Status: 429, RetryAfter: "3", Count: 1})
+		e.must(t, "Chat", "", true, ResultStale)
+		time.Sleep(2 * time.Second)
+		e.must(t, "Chat", "", true, ResultStale)
+		if got := len(e.presenceRequests()); got != 2 {
+			t.Errorf("%d requests within Retry-After; want 2 (the first answer and the 429)", got)
+		}
+		time.Sleep(time.Second)
+		e.must(t, "Chat", "", true, ResultMiss)
+		if got := len(e.presenceRequests()); got != 3 {
+			t.Errorf("%d requests; want 3: asked again once Retry-After ended, not a TTL later", got)
+		}
+	})
+}
+
 // TestReferrers: phone-number referrers in any national or international
 // spelling share one key in E.164; other referrers go to ROBIN as given;
 // unusable ones are refused.

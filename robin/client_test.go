@@ -492,6 +492,9 @@ func TestClientConnectionRefused(t *testing.T) {
 	if want := "register event: connection refused"; err.Error() != want {
 		t.Errorf("Error() = %q, want %q", err, want)
 	}
+	if !events.NotSentOf(err) {
+		t.Errorf("NotSentOf(%v) = false: a refused connection never reached ROBIN and must spend no quota", err)
+	}
 	_, err = c.Presence(t.Context(), "Chat", "")
 	ctNoSecrets(t, err)
 	if want := "presence: connection refused"; err == nil || err.Error() != want {

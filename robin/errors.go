@@ -1,6 +1,7 @@
 package robin
 
 import (
+	"net"
 	"errors"
 	"net/http"
 	"strconv"
@@ -87,6 +88,21 @@ func (e *Error) Class() events.Class {
 		return events.Retryable
 	}
 	return ClassifyStatus(e.Status)
+}
+
+// NotSent reports that the request certainly never reached the helpdesk:
+// the connection could not be opened (refused, unreachable, no such host).
+// The quota does not count such a request (events.NotSentOf).
+func (e *Error) NotSent() bool {
+	if e.Status != 0 || e.Cause == nil {
+		return false
+	}
+	var op *net.OpError
+	if errors.As(e.Cause, &op) && op.Op == "dial" {
+		return true
+	}
+	var dnsErr *net.DNSError
+	return errors.As(e.Cause, &dnsErr)
 }
 
 // RetryAfter returns the delay the helpdesk asked for (see events.RetryAfterOf),

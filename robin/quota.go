@@ -353,30 +353,35 @@ func (q *Quota) Admit(ctx context.Context, p Priority) (time.Time, error) {
 // Acquire blocks until a request of priority p may start, records it as in
 // flight (with a Store, durably, before returning) and returns release,
 // which the caller must call once when the request's answer arrived, or it
-// failed or timed out: the windows count the request from that moment. It
-// fails like Reserve, and then nothing is recorded and the request must not
-// be sent.
-func (q *Quota) Acquire(ctx context.Context, p Priority) (release func(), err error) {
+// failed or timed out: the windows count the request from that moment.
+// release(false) says the request certainly never reached the helpdesk (its
+// connection could not be opened): then it is not counted at all, so an
+// outage spends no quota. Acquire fails like Reserve, and then nothing is
+// recorded and the request must not be sent.
+func (q *Quota) Acquire(ctx context.Context, p Priority) (release func(sent bool), err error) {
 	_, id, err := q.admit(ctx, p, true)
 	if err != nil {
 		return nil, err
 	}
 	var once sync.Once
-	return func() { once.Do(func() { q.release(id) }) }, nil
+	return func(sent bool) { once.Do(func() { q.release(id, sent) }) }, nil
 }
 
-// release moves the request id from in flight into the windows, counted at
-// now, and lets the next waiter decide.
-func (q *Quota) release(id uint64) {
+// release takes the request id out of flight and, if it was sent, counts it
+// in the windows at now; then the next waiter decides. A request not sent
+// leaves the stored record holding it until the next write.
+func (q *Quota) release(id uint64, sent bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if _, ok := q.flight[id]; !ok {
 		return
 	}
 	delete(q.flight, id)
-	now := q.nowNanos()
-	q.st.advance(now)
-	q.st.add(now)
+	if sent {
+		now := q.nowNanos()
+		q.st.advance(now)
+		q.st.add(now)
+	}
 	q.wakeHeadLocked()
 }
 

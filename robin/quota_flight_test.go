@@ -27,7 +27,7 @@ func runArrivals(t *testing.T, q *Quota, n, workers int, acquire bool, seed uint
 		rng := rand.New(rand.NewPCG(seed, uint64(i)))
 		wg.Go(func() {
 			for left.Add(-1) >= 0 {
-				release := func() {}
+				release := func(bool) {}
 				if acquire {
 					r, err := q.Acquire(context.Background(), PriorityNormal)
 					if err != nil {
@@ -44,7 +44,7 @@ func runArrivals(t *testing.T, q *Quota, n, workers int, acquire bool, seed uint
 				rec.add(time.Now())
 				// Arrival to answer.
 				time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
-				release()
+				release(true)
 			}
 		})
 	}
@@ -116,8 +116,8 @@ func TestQuotaInFlightStored(t *testing.T) {
 		// The same process releases after 200 ms: its own next request may
 		// go one window after the answer, not after admission plus Hold.
 		time.Sleep(200 * time.Millisecond)
-		release()
-		release() // a second call changes nothing
+		release(true)
+		release(true) // a second call changes nothing
 		if ready := q1.ReadyAt(PriorityNormal); !ready.Equal(start.Add(1200 * time.Millisecond)) {
 			t.Errorf("after the answer at +200ms the next request may start at +%v, want +1.2s", ready.Sub(start))
 		}
@@ -143,7 +143,7 @@ func TestQuotaInFlightFillsWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newTestQuota(t, QuotaOptions{Windows: mustQuotaWindows(t, "2/1s")})
 		start := time.Now()
-		var releases []func()
+		var releases []func(bool)
 		for range 2 {
 			r, err := q.Acquire(context.Background(), PriorityNormal)
 			if err != nil {
@@ -158,7 +158,7 @@ func TestQuotaInFlightFillsWindow(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			defer r()
+			defer r(true)
 			admitted <- time.Since(start)
 		}()
 		time.Sleep(5 * time.Second) // far longer than the window
@@ -171,10 +171,33 @@ func TestQuotaInFlightFillsWindow(t *testing.T) {
 		if u := q.Usage(); u[0].Used != 2 || u[0].Remaining != 0 {
 			t.Errorf("usage with two in flight = %+v, want 2 used, 0 remaining", u[0])
 		}
-		releases[0]()
+		releases[0](true)
 		if d := <-admitted; d != 6*time.Second {
 			t.Errorf("third request started at +%v, want +6s (one window after the first answer at +5s)", d)
 		}
-		releases[1]()
+		releases[1](true)
+	})
+}
+
+// TestQuotaNotSentIsNotCounted: a request whose connection could not be
+// opened is released unsent and leaves the windows as they were, so an
+// outage of any length spends no quota.
+func TestQuotaNotSentIsNotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		windows := mustQuotaWindows(t, "3/1s,100/1h")
+		q := newTestQuota(t, QuotaOptions{Windows: windows, Store: &quotaMemStore{}})
+		for range 1000 { // hours of probes against a helpdesk that is down
+			release, err := q.Acquire(context.Background(), PriorityNormal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Second)
+			release(false)
+		}
+		for _, u := range q.Usage() {
+			if u.Used != 0 {
+				t.Errorf("window %s holds %d requests after an outage of unsent ones, want 0", u.Window, u.Used)
+			}
+		}
 	})
 }
