@@ -1,8 +1,8 @@
 package robin
 
 import (
-	"net"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
