@@ -89,8 +89,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		}
 	}
 	metrics := events.NewMetrics(b.reg)
+	hist, err := openRouteHistory(ctx, cfg, b.journal, b.dir, log)
+	if err != nil {
+		return nil, err
+	}
 	if b.tracker, err = events.NewTracker(ctx, events.TrackerOptions{
 		Journal: b.journal, Numbers: b.numbers, Dir: b.dir, Logger: log, Metrics: metrics, MaxLag: cfg.TrackerMaxLag,
+		// Routing's caller history learns who answered whom.
+		OnCommitted: hist.Record,
 		Policies: events.Policies{
 			ReportMissed:     cfg.MissedCalls == "report",
 			ReportInternal:   cfg.InternalCalls == "report",
@@ -184,6 +190,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		Client: b.robin, Quota: b.quota, Breaker: b.breaker, Numbers: b.numbers,
 		Requests: b.requests, Registry: b.reg, Log: log, Mux: b.mux, b: b,
 	}); err != nil {
+		b.stopRun(err)
+		return nil, err
+	}
+	if err := startRoute(b.runCtx, b, hist); err != nil {
 		b.stopRun(err)
 		return nil, err
 	}

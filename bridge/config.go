@@ -73,6 +73,7 @@ type Config struct {
 	Xelion   XelionConfig
 	VoIPGRID VoIPGRIDConfig
 	Presence PresenceConfig
+	Route    RouteConfig
 }
 
 // secretNames are the variables that may also be given as NAME_FILE (the
@@ -80,7 +81,7 @@ type Config struct {
 func secretNames() []string {
 	return slices.Concat(
 		[]string{"ROBIN_API_KEY", "ROBIN_API_SECRET", "WEBHOOK_TOKEN", "WEBHOOK_HMAC_SECRET", "ADMIN_TOKEN"},
-		sipSecrets, threecxSecrets, xelionSecrets, voipgridSecrets,
+		sipSecrets, threecxSecrets, xelionSecrets, voipgridSecrets, routeSecrets,
 	)
 }
 
@@ -196,6 +197,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.HTTP.validate(c.HTTPAddr))
 	errs = append(errs, c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
+	errs = append(errs, c.Route.validate(c.RobinAPISecret))
 	return errors.Join(errs...)
 }
 

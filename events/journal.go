@@ -242,9 +242,22 @@ func (j *Journal) KeyValue(ctx context.Context, bucket, description string, repl
 	return j.SharedKeyValue(ctx, bucket, description, replicas)
 }
 
+// ExpiringKeyValue is KeyValue for a bucket whose keys expire ttl after
+// their last write (routing's caller history).
+func (j *Journal) ExpiringKeyValue(ctx context.Context, bucket, description string, replicas int, ttl time.Duration) (jetstream.KeyValue, error) {
+	if j.n.signals != SignalsStream {
+		bucket = strings.TrimSuffix(j.n.signals, SignalsStream) + bucket
+	}
+	return j.keyValue(ctx, bucket, description, replicas, ttl)
+}
+
 // SharedKeyValue creates or opens a key-value bucket under exactly this name,
 // shared by every journal on the same NATS (the quota record).
 func (j *Journal) SharedKeyValue(ctx context.Context, bucket, description string, replicas int) (jetstream.KeyValue, error) {
+	return j.keyValue(ctx, bucket, description, replicas, 0)
+}
+
+func (j *Journal) keyValue(ctx context.Context, bucket, description string, replicas int, ttl time.Duration) (jetstream.KeyValue, error) {
 	if replicas <= 0 {
 		replicas = 1
 	}
@@ -254,6 +267,7 @@ func (j *Journal) SharedKeyValue(ctx context.Context, bucket, description string
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
+		TTL:         ttl,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("journal: bucket %s: %w", bucket, err)

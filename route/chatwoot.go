@@ -78,12 +78,8 @@ type Chatwoot struct {
 
 // NewChatwoot checks o and returns the resolver.
 func NewChatwoot(ctx context.Context, o ChatwootOptions) (*Chatwoot, error) {
-	u, err := url.Parse(o.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("CHATWOOT_URL: want an absolute http(s) URL")
-	}
-	if _, err := strconv.ParseUint(o.AccountID, 10, 63); err != nil {
-		return nil, fmt.Errorf("CHATWOOT_ACCOUNT_ID %q: want the account's number", o.AccountID)
+	if err := CheckChatwoot(o.URL, o.AccountID); err != nil {
+		return nil, err
 	}
 	if o.Token == "" {
 		return nil, errors.New("CHATWOOT_API_TOKEN is required with CHATWOOT_URL (or CHATWOOT_API_TOKEN_FILE)")
@@ -93,6 +89,7 @@ func NewChatwoot(ctx context.Context, o ChatwootOptions) (*Chatwoot, error) {
 	}
 	limits := o.SearchLimit
 	if len(limits) == 0 {
+		var err error
 		if limits, err = robin.ParseWindows(DefaultChatwootSearchLimit); err != nil {
 			return nil, err
 		}
@@ -116,6 +113,20 @@ func NewChatwoot(ctx context.Context, o ChatwootOptions) (*Chatwoot, error) {
 		search:  Gate{Quota: q, Priority: robin.PriorityPresence, Wait: o.Wait, Breaker: o.Breaker},
 		convers: Gate{Breaker: o.Breaker},
 	}, nil
+}
+
+// CheckChatwoot reports what is wrong with CHATWOOT_URL and
+// CHATWOOT_ACCOUNT_ID.
+func CheckChatwoot(base, accountID string) error {
+	var errs []error
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, errors.New("CHATWOOT_URL: want an absolute http(s) URL"))
+	}
+	if _, err := strconv.ParseUint(accountID, 10, 63); err != nil {
+		errs = append(errs, fmt.Errorf("CHATWOOT_ACCOUNT_ID %q: want the account's number", accountID))
+	}
+	return errors.Join(errs...)
 }
 
 // Name returns "chatwoot".

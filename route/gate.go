@@ -16,9 +16,11 @@ type Quota interface {
 }
 
 // acquirer is a Quota that can hold a request's place in its windows until
-// the answer arrives; the Gate prefers it when the quota offers it.
+// the answer arrives (release(sent) then counts it from there); the Gate
+// prefers it when the quota offers it, so that no network delay between
+// admission and arrival can bunch requests up at the helpdesk.
 type acquirer interface {
-	Acquire(ctx context.Context, p robin.Priority) (release func(), err error)
+	Acquire(ctx context.Context, p robin.Priority) (release func(sent bool), err error)
 }
 
 // Breaker is a helpdesk's circuit breaker; *robin.Breaker satisfies it.
@@ -57,7 +59,7 @@ func (g Gate) Do(ctx context.Context, request func(context.Context) error) error
 		if ready := g.Quota.ReadyAt(g.Priority); ready.After(time.Now().Add(g.Wait)) {
 			return fmt.Errorf("%w until %s", ErrQuota, ready.UTC().Format(time.RFC3339))
 		}
-		release := func() {}
+		release := func(bool) {}
 		qctx, cancel := context.WithTimeout(ctx, g.Wait)
 		var err error
 		if a, ok := g.Quota.(acquirer); ok {
@@ -68,7 +70,9 @@ func (g Gate) Do(ctx context.Context, request func(context.Context) error) error
 		cancel()
 		switch {
 		case err == nil:
-			defer release()
+			// Counted as sent whatever happens: a request that may have
+			// reached the helpdesk must count.
+			defer release(true)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case qctx.Err() != nil:
