@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/voipbridge/voipbridge/backoff"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -69,6 +70,11 @@ type DispatcherOptions struct {
 	AuthProbe time.Duration
 	// MaxBuffered bounds the events held in memory (default 10 000); the rest wait in the journal.
 	MaxBuffered int
+	// Name names the sink in outcomes and snapshots (default "robin").
+	Name string
+	// OnDelivery, when set, is told the outcome of every attempt, from the
+	// worker that made it: keep it short.
+	OnDelivery func(DeliveryOutcome)
 	// Now is the clock (default time.Now); waits use the runtime's timers,
 	// so tests of timing run in a testing/synctest bubble.
 	Now func() time.Time
@@ -100,6 +106,7 @@ type item struct {
 	received  time.Time
 	attempts  int
 	notBefore time.Time
+	wait      string // why it waits: "", "quota", "sending", "retrying", "breaker"
 }
 
 // lane holds one call's events in order.
@@ -157,6 +164,9 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Name == "" {
+		o.Name = "robin"
 	}
 	if o.SettleAttempt <= 0 {
 		o.SettleAttempt = 2 * time.Second
@@ -368,6 +378,11 @@ func (d *Dispatcher) work(ctx context.Context, q Queue) {
 // The breaker is asked before the quota, so a request it refuses takes no
 // place in any window: an outage of any length leaves the quota as it was.
 func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
+	setWait := func(w string) {
+		d.mu.Lock()
+		it.wait = w
+		d.mu.Unlock()
+	}
 	release := func(done bool) {
 		d.mu.Lock()
 		l.inflight = false
@@ -388,6 +403,7 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 		if gateDone, err = d.o.Gate.Allow(); err != nil {
 			// The breaker is open: wait for its next probe slot.
 			it.notBefore = d.now().Add(d.o.BackoffMin)
+			setWait("breaker")
 			release(false)
 			return
 		}
@@ -396,6 +412,7 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 	if d.o.Limiter != nil {
 		d.mu.Lock()
 		p := priorityOf(l)
+		it.wait = "quota"
 		d.mu.Unlock()
 		r, err := d.o.Limiter.Acquire(ctx, p)
 		if err != nil {
@@ -414,12 +431,18 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 	// An attempt in flight finishes even during shutdown: cutting it off
 	// would turn a delivered event into an unknown one.
 	sendCtx := context.WithoutCancel(ctx)
+	setWait("sending")
+	sent := d.now()
 	err := d.o.Sink.Send(sendCtx, it.env.Event)
 	quotaDone(err == nil || !NotSentOf(err))
 	if gateDone != nil {
 		gateDone(err)
 	}
+	d.mu.Lock()
 	it.attempts++
+	it.wait = "retrying"
+	d.mu.Unlock()
+	d.outcome(it, sent, err)
 	if err == nil {
 		d.o.Metrics.deliveries.WithLabelValues("2xx", "ok").Inc()
 		d.remove(q, it)
@@ -456,6 +479,80 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 		}
 		release(false)
 	}
+}
+
+// DeliveryOutcome is what one attempt to deliver an event came to.
+type DeliveryOutcome struct {
+	Sink    string        `json:"sink"`
+	Env     Envelope      `json:"envelope"`
+	Attempt int           `json:"attempt"`
+	At      time.Time     `json:"at"`      // when the answer came
+	Latency time.Duration `json:"latency"` // of this request
+	// Age is from the event being journaled to this answer.
+	Age time.Duration `json:"age"`
+	// Outcome is "delivered", or the failure's class: "retryable",
+	// "permanent" (dead-lettered), "auth" or "rate_limited".
+	Outcome string `json:"outcome"`
+	Status  int    `json:"status,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+func (d *Dispatcher) outcome(it *item, sent time.Time, err error) {
+	if d.o.OnDelivery == nil {
+		return
+	}
+	now := d.now()
+	o := DeliveryOutcome{Sink: d.o.Name, Env: it.env, Attempt: it.attempts, At: now, Latency: now.Sub(sent), Age: now.Sub(it.received), Outcome: "delivered"}
+	if err != nil {
+		o.Outcome, o.Status, o.Error = ClassOf(err).String(), statusOf(err), err.Error()
+	}
+	d.o.OnDelivery(o)
+}
+
+// PendingEvent is an event waiting for delivery, and why it waits.
+type PendingEvent struct {
+	Sink     string    `json:"sink"`
+	Env      Envelope  `json:"envelope"`
+	Received time.Time `json:"received"`
+	Attempts int       `json:"attempts"`
+	// Reason: "queued" (its turn has not come: an earlier event of its
+	// call, or other calls first), "sending", "quota", "retrying" (after a
+	// failure, with backoff), "breaker", "rate_limited" or "auth" (all
+	// delivery paused).
+	Reason string `json:"reason"`
+}
+
+// Pending returns the events held for delivery, oldest first, at most
+// limit (0: all). Events still only in the journal (beyond MaxBuffered)
+// are not listed.
+func (d *Dispatcher) Pending(limit int) []PendingEvent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.now()
+	paused := ""
+	if now.Before(d.paused) || (d.reason != "" && d.probing) {
+		paused = d.reason
+	}
+	var out []PendingEvent
+	for _, l := range d.lanes {
+		for i, it := range l.items {
+			p := PendingEvent{Sink: d.o.Name, Env: it.env, Received: it.received, Attempts: it.attempts, Reason: "queued"}
+			switch {
+			case i == 0 && l.inflight:
+				p.Reason = it.wait
+			case paused != "":
+				p.Reason = paused
+			case i == 0 && now.Before(it.notBefore) && it.wait != "":
+				p.Reason = it.wait
+			}
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b PendingEvent) int { return a.Received.Compare(b.Received) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
 }
 
 // pause stops all delivery for wait.

@@ -346,3 +346,46 @@ func TestDispatcherPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestDispatcherOutcomesAndPending: every attempt is reported with its
+// outcome, and an event waiting after a failure is listed with its reason.
+func TestDispatcherOutcomesAndPending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		q := newFakeQueue(policyEvent("a"), policyEvent("b"))
+		sink := &policySink{start: start, tries: map[string]int{}, answer: func(e Event, n int, _ time.Duration) error {
+			if e.ID == "a" && n == 1 {
+				return status(503, Retryable)
+			}
+			return nil
+		}}
+		var mu sync.Mutex
+		var outcomes []DeliveryOutcome
+		d := NewDispatcher(DispatcherOptions{Queue: q, Sink: sink, Workers: 1, BackoffMin: 10 * time.Second, BackoffMax: time.Minute,
+			OnDelivery: func(o DeliveryOutcome) { mu.Lock(); outcomes = append(outcomes, o); mu.Unlock() }})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		time.Sleep(time.Second)
+		p := d.Pending(0)
+		if len(p) != 1 || p[0].Env.Event.ID != "a" || p[0].Reason != "retrying" || p[0].Attempts != 1 || p[0].Sink != "robin" {
+			t.Errorf("pending after a 503 = %+v, want call a retrying after 1 attempt", p)
+		}
+		time.Sleep(time.Minute)
+		if p := d.Pending(0); len(p) != 0 {
+			t.Errorf("pending after the retry = %+v, want none", p)
+		}
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		var got []string
+		for _, o := range outcomes {
+			got = append(got, fmt.Sprintf("%s:%d:%s:%d", o.Env.Event.ID, o.Attempt, o.Outcome, o.Status))
+		}
+		want := "a:1:retryable:503 b:1:delivered:0 a:2:delivered:0"
+		if strings.Join(got, " ") != want {
+			t.Errorf("outcomes %v, want %s", got, want)
+		}
+	})
+}

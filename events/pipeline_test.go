@@ -89,6 +89,7 @@ func (e classErr) StatusCode() int {
 // pipeline is a journal, a tracker and a dispatcher running in-process.
 type pipeline struct {
 	j      *Journal
+	tr     *Tracker
 	sink   *recordingSink
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -116,7 +117,7 @@ func startPipeline(t *testing.T, dir string, sink *recordingSink) *pipeline {
 	}
 	disp := NewDispatcher(DispatcherOptions{Journal: j, Sink: sink, Committed: tr, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pipeline{j: j, sink: sink, cancel: cancel, done: make(chan struct{})}
+	p := &pipeline{j: j, tr: tr, sink: sink, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := tr.Run(ctx); err != nil {

@@ -68,6 +68,7 @@ type Tracker struct {
 	fakeClock bool
 	// publishErr logs the journal failing and recovering under a batch.
 	publishErr retryState
+	live       *liveCalls
 
 	recentMu sync.Mutex
 	recent   []Folded // ring of the last recentSize signals folded
@@ -172,6 +173,7 @@ func NewTracker(ctx context.Context, o TrackerOptions) (*Tracker, error) {
 	}
 	t := &Tracker{o: o, log: o.Logger, m: newMachine(o.Policies, o.Numbers, o.Dir), fakeClock: fake, commitWake: make(chan struct{})}
 	t.publishErr = retryState{log: o.Logger, what: "tracker: journaling a batch"}
+	t.live = newLiveCalls()
 	t.m.warn = func(msg string, args ...any) { t.log.Warn(msg, args...) }
 	return t, nil
 }
@@ -228,6 +230,11 @@ func (t *Tracker) restore(ctx context.Context) error {
 		t.m.restore(r.key, r.c)
 	}
 	t.o.Metrics.calls.Set(float64(len(t.m.calls)))
+	keys := make([]string, 0, len(recs))
+	for _, r := range recs {
+		keys = append(keys, r.key)
+	}
+	t.live.update(t.m, keys)
 	if len(recs) > 0 {
 		t.log.Info("tracker restored calls", "calls", len(recs), "checkpoint", t.applied.Load(), "took", time.Since(start).Round(time.Millisecond))
 	}
@@ -502,6 +509,8 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 	// The events are safe to deliver now: a restart will not fold their
 	// signals again.
 	t.commitTo(lastEvent)
+	t.live.update(t.m, r.changed)
+	t.live.update(t.m, r.deleted)
 	if t.o.OnCommitted != nil && len(r.events) > 0 {
 		t.o.OnCommitted(r.events)
 	}
