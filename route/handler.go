@@ -12,6 +12,7 @@ import (
 // jsonAnswer is the JSON form of every answer.
 type jsonAnswer struct {
 	Extension    string `json:"extension,omitempty"`
+	PBXID        string `json:"pbx_id,omitempty"`
 	Agent        string `json:"agent,omitempty"`
 	Via          string `json:"via,omitempty"`
 	Conversation string `json:"conversation,omitempty"`
@@ -27,7 +28,9 @@ type jsonAnswer struct {
 // ServeHTTP answers GET /v1/route?caller=<number>[&did=<number>][&format=text].
 //
 // With an agent: 200 and JSON {"extension","agent","via","conversation",
-// "age_s","caller"} (age_s: seconds since the agent last had the caller, or
+// "age_s","caller"} (extension: the agent's phone extension, the
+// directory's robin_extension; "pbx_id" too where the directory's pbx_id
+// differs; age_s: seconds since the agent last had the caller, or
 // since the conversation's last activity; "stale": true when served while
 // the resolvers fail), or with format=text the bare extension as
 // text/plain. Without one: 404, JSON {"error","reason"} or an empty text
@@ -70,6 +73,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	j.Extension, j.Agent, j.Via, j.Conversation = a.Extension, a.Agent, a.Via, a.Conversation
+	if a.PBXID != a.Extension {
+		j.PBXID = a.PBXID
+	}
 	j.Stale, j.Cached = a.Stale, a.Result == ResultCached
 	if a.Stale {
 		j.Reason = a.Reason

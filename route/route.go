@@ -28,8 +28,13 @@ type Resolver interface {
 
 // Match is what a resolver found.
 type Match struct {
-	// Extension is the PBX extension to route to (the directory's pbx_id).
+	// Extension is the agent's phone extension, the directory's
+	// robin_extension: ROBIN's "Phone extension" of the agent, which the
+	// call flow dials.
 	Extension string
+	// PBXID is the directory's pbx_id of the agent (the identifier the PBX
+	// reports, such as a SIP user or a Xelion user id).
+	PBXID string
 	// Agent is the agent's e-mail address, or name when the directory has no
 	// address.
 	Agent string
@@ -60,8 +65,8 @@ type Directory interface {
 	Open() bool
 }
 
-// Agents maps what the helpdesks and the event history know of an agent (an
-// e-mail address, a ROBIN extension) to the PBX extension to route to.
+// Agents finds the directory entry of an agent the helpdesks or the event
+// history name (by e-mail address or ROBIN extension).
 type Agents struct {
 	// Dir is the directory (EXTENSIONS, EXTENSIONS_FILE).
 	Dir Directory
@@ -110,5 +115,5 @@ func match(ag extensions.Agent, conversation string, since time.Time) Match {
 	if who == "" {
 		who = ag.Name
 	}
-	return Match{Extension: ag.PBXID, Agent: who, Conversation: conversation, Since: since}
+	return Match{Extension: ag.Extension, PBXID: ag.PBXID, Agent: who, Conversation: conversation, Since: since}
 }

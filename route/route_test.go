@@ -38,7 +38,7 @@ func TestRouteHistoryHit(t *testing.T) {
 		answered("c3", "201", "302", now),
 	})
 	a := r.Lookup(context.Background(), callerLocal)
-	if diff := cmp.Diff(got{"201", petra, ViaHistory, "c1", ResultHit}, summary(a)); diff != "" {
+	if diff := cmp.Diff(got{"301", petra, ViaHistory, "c1", ResultHit}, summary(a)); diff != "" {
 		t.Fatalf("answer (-want +got):\n%s", diff)
 	}
 	if d := time.Since(a.Since); d < time.Hour || d > time.Hour+time.Minute {
@@ -56,7 +56,7 @@ func TestRouteHistoryHit(t *testing.T) {
 	tr.Event.Type = events.EventTransfer
 	w2.history.Record([]events.Envelope{answered("c4", caller, "302", now.Add(-time.Minute)), tr})
 	w2.history.Record([]events.Envelope{answered("c4", caller, "302", now.Add(-time.Minute))})
-	if a := r2.Lookup(context.Background(), caller); a.Extension != "203" {
+	if a := r2.Lookup(context.Background(), caller); a.Extension != "303" {
 		t.Errorf("after a transfer to 303: %+v, want extension 203", a)
 	}
 }
@@ -92,7 +92,7 @@ func TestRouteHistoryDurable(t *testing.T) {
 	}
 	h2 := NewHistory(HistoryOptions{Store: store, Agents: w.agents})
 	m, err := h2.Resolve(context.Background(), caller)
-	if err != nil || m.Extension != "202" {
+	if err != nil || m.Extension != "302" {
 		t.Fatalf("after restart: %+v, %v; want extension 202", m, err)
 	}
 }
@@ -106,11 +106,11 @@ func TestRouteRobinHit(t *testing.T) {
 	w.robin.Add(archived)
 	r := w.router(t, Config{}, ViaHistory, ViaRobin, ViaChatwoot)
 	a := r.Lookup(context.Background(), "0031612345678")
-	if diff := cmp.Diff(got{"201", petra, ViaRobin, "new", ResultHit}, summary(a)); diff != "" {
+	if diff := cmp.Diff(got{"301", petra, ViaRobin, "new", ResultHit}, summary(a)); diff != "" {
 		t.Fatalf("answer (-want +got):\n%s", diff)
 	}
 	// The second look-up is the cache's: no request.
-	if a := r.Lookup(context.Background(), caller); a.Result != ResultCached || a.Extension != "201" {
+	if a := r.Lookup(context.Background(), caller); a.Result != ResultCached || a.Extension != "301" {
 		t.Fatalf("second look-up: %+v", a)
 	}
 	if s, c := w.shop.Requests(""), w.robin.Requests("conversations"); s != 1 || c != 1 {
@@ -153,7 +153,7 @@ func TestRouteChatwootHit(t *testing.T) {
 	}
 	defer r.Close()
 	a := r.Lookup(context.Background(), callerLocal)
-	if diff := cmp.Diff(got{"202", sam, ViaChatwoot, "2", ResultHit}, summary(a)); diff != "" {
+	if diff := cmp.Diff(got{"302", sam, ViaChatwoot, "2", ResultHit}, summary(a)); diff != "" {
 		t.Fatalf("answer (-want +got):\n%s", diff)
 	}
 	if inner.Requests("contacts/search") != 1 || inner.Requests("contact conversations") != 1 {
@@ -254,12 +254,12 @@ func TestRouteHandler(t *testing.T) {
 	}
 	age, _ := j["age_s"].(float64)
 	delete(j, "age_s")
-	want := map[string]any{"extension": "201", "agent": petra, "via": "history", "conversation": "c1",
+	want := map[string]any{"extension": "301", "pbx_id": "201", "agent": petra, "via": "history", "conversation": "c1",
 		"caller": caller, "did": "+31858770023"}
 	if diff := cmp.Diff(want, j, cmpopts.EquateEmpty()); diff != "" || age < 89 || age > 120 {
 		t.Errorf("JSON (-want +got):\n%s\nage_s %v", diff, age)
 	}
-	if status, h, body := get("format=text&caller=06+1234+5678"); status != 200 || body != "201" || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+	if status, h, body := get("format=text&caller=06+1234+5678"); status != 200 || body != "301" || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
 		t.Errorf("text: %d %q %q", status, body, h.Get("Content-Type"))
 	}
 	if status, _, body := get("format=text"); status != 400 || body != "" {
@@ -303,7 +303,7 @@ func TestRouteOneFlight(t *testing.T) {
 	}
 	wg.Wait()
 	for i, a := range answers {
-		if a.Extension != "203" || a.Via != ViaChatwoot {
+		if a.Extension != "303" || a.Via != ViaChatwoot {
 			t.Fatalf("look-up %d: %+v", i, a)
 		}
 	}

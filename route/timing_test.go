@@ -39,7 +39,7 @@ func TestRouteSlowHelpdesk(t *testing.T) {
 			if took := time.Since(start); took > timeout {
 				t.Errorf("answered after %s, want at most %s", took, timeout)
 			}
-			if a.Extension != "203" || a.Via != ViaChatwoot {
+			if a.Extension != "303" || a.Via != ViaChatwoot {
 				t.Errorf("answer %+v, want Chatwoot's agent (203)", a)
 			}
 		})
@@ -66,7 +66,7 @@ func TestRouteSlowHelpdesk(t *testing.T) {
 			time.Sleep(10 * time.Second) // the flight gives up on Chatwoot
 			synctest.Wait()
 			a := r.Lookup(context.Background(), caller)
-			if a.Extension != "201" || a.Via != ViaRobin || a.Result != ResultCached {
+			if a.Extension != "301" || a.Via != ViaRobin || a.Result != ResultCached {
 				t.Errorf("next call: %+v, want ROBIN's late answer from the cache", a)
 			}
 			if n := w.robin.Requests("conversations"); n != 1 {
@@ -85,13 +85,13 @@ func TestRouteCacheAndStale(t *testing.T) {
 		w.robin.Add(openRobin("g1", petra, "2024-03-04T10:00:00"))
 		r := w.router(t, Config{CacheTTL: time.Minute, StaleMax: 10 * time.Minute}, ViaRobin)
 		ctx := context.Background()
-		if a := r.Lookup(ctx, caller); a.Extension != "201" || a.Result != ResultHit {
+		if a := r.Lookup(ctx, caller); a.Extension != "301" || a.Result != ResultHit {
 			t.Fatalf("first: %+v", a)
 		}
 		time.Sleep(61 * time.Second)
 		w.robin.SetStatus(503)
 		a := r.Lookup(ctx, caller)
-		if a.Extension != "201" || !a.Stale || a.Result != ResultStale || !strings.Contains(a.Reason, "503") {
+		if a.Extension != "301" || !a.Stale || a.Result != ResultStale || !strings.Contains(a.Reason, "503") {
 			t.Fatalf("while ROBIN fails: %+v, want the last agent, stale", a)
 		}
 		for range 5 {
@@ -159,7 +159,7 @@ func TestRouteChatwootLimits(t *testing.T) {
 				t.Errorf("%d searches, want 3: none while throttled", n)
 			}
 			time.Sleep(51 * time.Second) // the next minute
-			if a := r.Lookup(context.Background(), callers[4]); a.Extension != "202" {
+			if a := r.Lookup(context.Background(), callers[4]); a.Extension != "302" {
 				t.Errorf("after the minute: %+v", a)
 			}
 		})

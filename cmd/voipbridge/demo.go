@@ -228,7 +228,7 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 	}
 	sort.Strings(parts)
 	out.printf("\ndone: %d calls, ROBIN received %d events (%s).\n", calls, len(got), strings.Join(parts, ", "))
-	return nil
+	return demoRoute(ctx, out, "http://"+b.Addr(), calls)
 }
 
 // genericPBX plays a PBX that reports calls to the generic webhook.
