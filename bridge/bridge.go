@@ -37,6 +37,7 @@ type Bridge struct {
 	disp     *events.Dispatcher
 	robin    *robin.Client
 	quota    *robin.Quota
+	lease    *events.Lease // nil with the embedded journal
 	breaker  *robin.Breaker
 	requests *prometheus.CounterVec // requests to the helpdesk, by endpoint and status class
 	numbers  *phone.Normalizer
@@ -165,6 +166,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		return nil
 	})
 	b.addReady("tracker", func() error {
+		if err := b.leaseCheck(); err != nil {
+			return err
+		}
 		if st := b.tracker.Status(); st != "" {
 			// Intake works while the tracker restores or catches up.
 			return errors.New(st)
@@ -172,6 +176,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		return nil
 	})
 	b.addReady("delivery", func() error { return b.deliveryCheck() })
+	if err := b.openLease(ctx); err != nil {
+		return nil, err
+	}
 
 	b.mountAdmin()
 
@@ -233,8 +240,7 @@ func (b *Bridge) ReloadExtensions() error {
 func (b *Bridge) Run(ctx context.Context) error {
 	defer b.close()
 	srvErr := b.edge.serve()
-	b.goRun("tracker", b.tracker.Run)
-	b.goRun("dispatcher", b.disp.Run)
+	b.runActive()
 	b.log.Info("voipbridge running", "http", b.Addr(), "version", Version, "journal", b.journalKind())
 
 	var err error
@@ -334,7 +340,10 @@ func (b *Bridge) serveReady(w http.ResponseWriter, _ *http.Request) {
 // Status is the answer of GET /v1/status: what the bridge sees and how
 // delivery is doing, for operators and monitoring.
 type Status struct {
-	Intake   bool              `json:"intake"`
+	Intake bool `json:"intake"`
+	// Role is "active", or "standby" while another bridge holds this
+	// journal's lease (external NATS only).
+	Role     string            `json:"role"`
 	Checks   map[string]string `json:"checks"`
 	Tracker  TrackerStatus     `json:"tracker"`
 	Delivery DeliveryStatus    `json:"delivery"`
@@ -357,7 +366,10 @@ type DeliveryStatus struct {
 
 func (b *Bridge) serveStatus(w http.ResponseWriter, r *http.Request) {
 	checks, intake := b.checks()
-	st := Status{Intake: intake, Checks: checks}
+	st := Status{Intake: intake, Checks: checks, Role: "active"}
+	if b.leaseCheck() != nil {
+		st.Role = "standby"
+	}
 	n, age := b.tracker.Lag()
 	st.Tracker = TrackerStatus{State: cmp.Or(b.tracker.Status(), "ok"), LagSignals: n, LagSeconds: age.Seconds()}
 	st.Delivery = DeliveryStatus{State: "ok", Paused: b.disp.Paused(), Breaker: b.breaker.State()}
@@ -375,6 +387,9 @@ func (b *Bridge) serveStatus(w http.ResponseWriter, r *http.Request) {
 
 // deliveryCheck says why delivery is held back, or nil.
 func (b *Bridge) deliveryCheck() error {
+	if err := b.leaseCheck(); err != nil {
+		return err
+	}
 	if r := b.disp.Paused(); r != "" {
 		return fmt.Errorf("paused: %s", r)
 	}

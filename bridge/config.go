@@ -68,6 +68,7 @@ type Config struct {
 
 	HTTP     HTTPConfig
 	Quota    QuotaConfig
+	Lease    LeaseConfig
 	SIP      SIPConfig
 	ThreeCX  ThreeCXConfig
 	Xelion   XelionConfig
@@ -196,7 +197,7 @@ func (c *Config) validate() error {
 		bad("INTERNAL_MAX_DIGITS %d: want 1 to 10", c.InternalMaxDigits)
 	}
 	errs = append(errs, c.HTTP.validate(c.HTTPAddr))
-	errs = append(errs, c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
+	errs = append(errs, c.Lease.validate(), c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
 	errs = append(errs, c.Route.validate(c.RobinAPISecret))
 	return errors.Join(errs...)
 }
