@@ -20,10 +20,21 @@ const (
 type metrics struct {
 	resolvers *prometheus.CounterVec
 	answers   *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
+	latencies *prometheus.HistogramVec
 	cacheHits prometheus.Counter
 	names     []string
+	// The children of answers and latency, resolved once so that a cache
+	// hit costs no label look-up: keyed by label values.
+	answerOf  map[answerKey]prometheus.Counter
+	latencyOf map[Result]prometheus.Observer
 }
+
+type answerKey struct {
+	via    string
+	result Result
+}
+
+var allResults = []Result{ResultHit, ResultCached, ResultStale, ResultNone, ResultTimeout, ResultError, ResultInvalid}
 
 func newMetrics(reg prometheus.Registerer, names []string, entries func() float64) *metrics {
 	m := &metrics{
@@ -35,7 +46,7 @@ func newMetrics(reg prometheus.Registerer, names []string, entries func() float6
 			Name: "voipbridge_route_answers_total",
 			Help: "Answers of GET /v1/route by the resolver that found the agent (\"\" for none) and result: hit, cached, stale, none, timeout, error, invalid.",
 		}, []string{"via", "result"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		latencies: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "voipbridge_route_lookup_duration_seconds",
 			Help:    "Time to answer a routing look-up, by result.",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .25, .5, 1, 1.5, 2, 5},
@@ -51,7 +62,15 @@ func newMetrics(reg prometheus.Registerer, names []string, entries func() float6
 		Help: "Callers the routing cache holds.",
 	}, entries)
 	if reg != nil {
-		reg.MustRegister(m.resolvers, m.answers, m.latency, m.cacheHits, size)
+		reg.MustRegister(m.resolvers, m.answers, m.latencies, m.cacheHits, size)
+	}
+	m.answerOf = map[answerKey]prometheus.Counter{}
+	m.latencyOf = map[Result]prometheus.Observer{}
+	for _, res := range allResults {
+		m.latencyOf[res] = m.latencies.WithLabelValues(string(res))
+		for _, via := range append([]string{""}, names...) {
+			m.answerOf[answerKey{via, res}] = m.answers.WithLabelValues(via, string(res))
+		}
 	}
 	for _, n := range names {
 		for _, o := range []string{OutcomeHit, OutcomeNone, OutcomeTimeout, OutcomeError} {
@@ -66,8 +85,8 @@ func (m *metrics) answer(a Answer, start time.Time) {
 	if a.Extension == "" {
 		via = ""
 	}
-	m.answers.WithLabelValues(via, string(a.Result)).Inc()
-	m.latency.WithLabelValues(string(a.Result)).Observe(time.Since(start).Seconds())
+	m.answerOf[answerKey{via, a.Result}].Inc()
+	m.latencyOf[a.Result].Observe(time.Since(start).Seconds())
 	if a.Result == ResultCached {
 		m.cacheHits.Inc()
 	}

@@ -213,9 +213,12 @@ type Router struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
+	mu      sync.RWMutex
 	entries map[string]*entry
 	closed  bool
+
+	memoMu sync.RWMutex
+	memo   map[string]normalised
 
 	healthMu sync.Mutex
 	health   map[string]string // resolver → what fails ("" while it answers)
@@ -245,6 +248,7 @@ func New(o Options) (*Router, error) {
 		hedge:   cfg.Timeout / 3,
 		flyFor:  max(4*cfg.Timeout, minFlight),
 		entries: map[string]*entry{},
+		memo:    map[string]normalised{},
 		health:  map[string]string{},
 	}
 	if r.log == nil {
@@ -255,8 +259,8 @@ func New(o Options) (*Router, error) {
 		names[i] = res.Name()
 	}
 	r.m = newMetrics(o.Registry, names, func() float64 {
-		r.mu.Lock()
-		defer r.mu.Unlock()
+		r.mu.RLock()
+		defer r.mu.RUnlock()
 		return float64(len(r.entries))
 	})
 	r.base, r.cancel = context.WithCancel(context.Background())
@@ -272,19 +276,40 @@ func (r *Router) Order() []string {
 	return out
 }
 
+// maxMemo bounds the memo of normalised callers; when full it starts again
+// empty.
+const maxMemo = 4096
+
+// normalised is a memoised normalisation: the E.164 number or why not.
+type normalised struct{ e164, why string }
+
 // Caller normalises a caller as look-ups do: the E.164 number, or "" and
-// why the number cannot be routed on.
+// why the number cannot be routed on. Parsing a number costs far more than
+// a cache hit, so results are memoised.
 func (r *Router) Caller(raw string) (string, string) {
-	n := r.numbers.Normalize(raw)
-	switch n.Kind {
-	case phone.External:
-		return n.E164, ""
-	case phone.Anonymous:
-		return "", "anonymous caller"
-	case phone.Internal:
-		return "", "internal caller"
+	r.memoMu.RLock()
+	n, ok := r.memo[raw]
+	r.memoMu.RUnlock()
+	if ok {
+		return n.e164, n.why
 	}
-	return "", "not a phone number"
+	switch num := r.numbers.Normalize(raw); num.Kind {
+	case phone.External:
+		n = normalised{e164: num.E164}
+	case phone.Anonymous:
+		n = normalised{why: "anonymous caller"}
+	case phone.Internal:
+		n = normalised{why: "internal caller"}
+	default:
+		n = normalised{why: "not a phone number"}
+	}
+	r.memoMu.Lock()
+	if len(r.memo) >= maxMemo {
+		clear(r.memo)
+	}
+	r.memo[raw] = n
+	r.memoMu.Unlock()
+	return n.e164, n.why
 }
 
 // Lookup answers which agent should take caller (a phone number in any
@@ -301,6 +326,14 @@ func (r *Router) lookup(ctx context.Context, raw string, now time.Time) Answer {
 	if caller == "" {
 		return Answer{Reason: why, Result: ResultInvalid}
 	}
+	r.mu.RLock()
+	if e := r.entries[caller]; e != nil && e.known && now.Before(e.expires) {
+		a := e.ans
+		r.mu.RUnlock()
+		a.Result = ResultCached
+		return a
+	}
+	r.mu.RUnlock()
 	r.mu.Lock()
 	e := r.entries[caller]
 	if e != nil && e.known && now.Before(e.expires) {
