@@ -3,6 +3,7 @@ package route
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/robin"
 	"github.com/voipbridge/voipbridge/route/routetest"
 )
 
@@ -316,5 +318,38 @@ func TestRouteOneFlight(t *testing.T) {
 	want := map[string]int{"shop": 1, "robin": 1, "chatwoot search": 1, "chatwoot conversation": 1}
 	if diff := cmp.Diff(want, counts); diff != "" {
 		t.Errorf("requests for 200 look-ups (-want +got):\n%s", diff)
+	}
+}
+
+// TestRouteRobinFailures: ROBIN refusing the credentials, or answering
+// something that is not the documented JSON, is a failure (404 with the
+// reason, nothing cached as "none"), and a 401 does not open the breaker.
+func TestRouteRobinFailures(t *testing.T) {
+	w := newWorld(t, loopback(t))
+	w.robin.Add(openRobin("g1", petra, "2024-03-04T10:00:00"))
+	w.robin.Secret = "another-secret"
+	r := w.router(t, Config{}, ViaRobin)
+	a := r.Lookup(context.Background(), caller)
+	if a.Extension != "" || a.Result != ResultError || !strings.Contains(a.Reason, "status 401") {
+		t.Errorf("wrong secret: %+v", a)
+	}
+	if st := w.breaker.State(); st != "closed" {
+		t.Errorf("breaker %s after a 401", st)
+	}
+	if strings.Contains(a.Reason, robinSecret) || strings.Contains(a.Reason, robinKey) {
+		t.Errorf("reason shows a credential: %q", a.Reason)
+	}
+
+	w2 := newWorld(t, loopback(t))
+	garbage := http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(rw, "<html>maintenance</html>") })
+	rc, ru := w2.client(garbage)
+	res := w2.robinResolver(t, time.Second)
+	cl, err := robin.NewClient(robin.Config{APIURL: ru, APIKey: robinKey, APISecret: robinSecret, HTTPClient: rc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Conversations = cl
+	if _, err := res.Resolve(context.Background(), caller); err == nil || errors.Is(err, ErrNoMatch) || !errors.Is(err, robin.ErrUnexpectedBody) {
+		t.Errorf("HTML answer: %v, want a failure", err)
 	}
 }
