@@ -77,9 +77,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	if b.journal, err = events.OpenJournal(ctx, events.JournalOptions{
 		DataDir: cfg.DataDir, URL: cfg.NATSURL, Replicas: cfg.NATSReplicas, Name: cfg.JournalName,
 		SignalRetention: cfg.SignalRetention, SignalDedup: cfg.CallIDReuse, Logger: log,
+		SignalMaxBytes: cfg.SignalMaxBytes, MinFree: cfg.JournalMinFree,
 	}); err != nil {
 		return nil, err
 	}
+	b.reg.MustRegister(&journalCollector{j: b.journal})
 	didMap, err := ParseDIDMap(cfg.DIDMap)
 	if err != nil {
 		return nil, err

@@ -30,6 +30,8 @@ type Config struct {
 	NATSReplicas    int           `env:"NATS_REPLICAS" envDefault:"1"`
 	JournalName     string        `env:"JOURNAL_NAME"`
 	SignalRetention time.Duration `env:"SIGNAL_RETENTION" envDefault:"168h"`
+	SignalMaxBytes  int64         `env:"SIGNAL_MAX_BYTES" envDefault:"1073741824"`
+	JournalMinFree  uint64        `env:"JOURNAL_MIN_FREE" envDefault:"67108864"`
 
 	RobinAPIURL      string        `env:"ROBIN_API_URL" envDefault:"https://api.robinhq.com"`
 	RobinAPIKey      string        `env:"ROBIN_API_KEY"`
@@ -147,6 +149,12 @@ func (c *Config) validate() error {
 	}
 	if c.SignalRetention < time.Hour {
 		bad("SIGNAL_RETENTION %s: want at least 1h", c.SignalRetention)
+	}
+	if c.SignalMaxBytes < 1<<20 {
+		bad("SIGNAL_MAX_BYTES %d: want at least 1048576 (1 MiB)", c.SignalMaxBytes)
+	}
+	if c.JournalMinFree < 1<<20 {
+		bad("JOURNAL_MIN_FREE %d: want at least 1048576 (1 MiB)", c.JournalMinFree)
 	}
 	for name, u := range map[string]string{"ROBIN_API_URL": c.RobinAPIURL, "ROBIN_PRESENCE_URL": c.RobinPresenceURL} {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {

@@ -55,6 +55,16 @@ type JournalOptions struct {
 	// SignalDedup is how long a signal's id is remembered (default 10m,
 	// at most SignalRetention); keep it no longer than CALL_ID_REUSE_AFTER.
 	SignalDedup time.Duration
+	// SignalMaxBytes bounds the SIGNALS stream (SIGNAL_MAX_BYTES, default
+	// 1 GiB): beyond it the oldest signals, folded long ago, are dropped,
+	// so the journal cannot fill its disk with its own audit trail.
+	SignalMaxBytes int64
+	// MinFree is the free space the embedded journal keeps on its disk
+	// (JOURNAL_MIN_FREE, default DefaultMinFree): below it PublishSignal
+	// refuses with ErrDiskFull, and takes signals again once there is room.
+	MinFree uint64
+	// freeSpace reads a directory's free bytes (tests); nil means statfs.
+	freeSpace func(dir string) (uint64, error)
 	// Logger receives the journal's own state changes.
 	Logger *slog.Logger
 }
@@ -104,6 +114,7 @@ type Journal struct {
 	events  jetstream.Stream
 	dead    jetstream.Stream
 	calls   jetstream.KeyValue
+	disk    *diskGuard // nil with an external server
 }
 
 // OpenJournal starts (or connects to) JetStream and creates or updates the
@@ -121,6 +132,15 @@ func OpenJournal(ctx context.Context, o JournalOptions) (*Journal, error) {
 	if o.SignalDedup <= 0 {
 		o.SignalDedup = signalDedupWindow
 	}
+	if o.SignalMaxBytes <= 0 {
+		o.SignalMaxBytes = 1 << 30
+	}
+	if o.MinFree == 0 {
+		o.MinFree = DefaultMinFree
+	}
+	if o.freeSpace == nil {
+		o.freeSpace = statfsFree
+	}
 	if !ValidJournalName(o.Name) {
 		return nil, fmt.Errorf("journal: name %q: want at most 32 letters, digits, - or _", o.Name)
 	}
@@ -131,6 +151,7 @@ func OpenJournal(ctx context.Context, o JournalOptions) (*Journal, error) {
 		if err := j.startEmbedded(o.DataDir); err != nil {
 			return nil, err
 		}
+		j.disk = &diskGuard{dir: o.DataDir, minFree: o.MinFree, free: o.freeSpace}
 		j.nc, err = nats.Connect("", nats.InProcessServer(j.srv), nats.Name("voipbridge"))
 	} else {
 		j.nc, err = nats.Connect(o.URL, nats.Name("voipbridge"), nats.MaxReconnects(-1),
@@ -181,8 +202,13 @@ func (j *Journal) startEmbedded(dir string) error {
 		// JetStream's file store syncs every two minutes by default; a
 		// single node must sync every write to keep what it acknowledged.
 		SyncAlways: true,
-		NoSigs:     true,
-		NoLog:      true,
+		// Without a limit the server takes three quarters of the disk
+		// space free at its start as its limit, so a start on a nearly
+		// full disk would refuse every write even after space returns.
+		// The disk guard keeps the reserve instead.
+		JetStreamMaxStore: 1 << 50,
+		NoSigs:            true,
+		NoLog:             true,
 	})
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -206,6 +232,8 @@ func (j *Journal) setup(ctx context.Context, o JournalOptions) error {
 			Description: "raw PBX signals, for the tracker, audit and replay",
 			Subjects:    []string{j.n.signalsSubj + ".>"},
 			MaxAge:      o.SignalRetention,
+			MaxBytes:    o.SignalMaxBytes,
+			Discard:     jetstream.DiscardOld,
 			Duplicates:  min(o.SignalDedup, o.SignalRetention),
 		}},
 		{&j.events, jetstream.StreamConfig{
@@ -283,6 +311,9 @@ func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
+	if err := j.disk.check(); err != nil {
+		return err
+	}
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -339,7 +370,7 @@ func (j *Journal) Ready(ctx context.Context) error {
 	if _, err := j.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	return nil
+	return j.disk.check()
 }
 
 // Embedded reports whether the journal runs in-process.

@@ -201,7 +201,7 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := g.Journal.PublishSignal(r.Context(), s); err != nil {
 		log.Error("webhook: journal unavailable", "source", Source, "call_id", s.CallID, "err", err)
-		WriteError(w, http.StatusServiceUnavailable, "journal unavailable; retry later")
+		WriteJournalError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

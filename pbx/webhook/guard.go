@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/voipbridge/voipbridge/events"
 )
 
 // DefaultMaxBody is the largest webhook body accepted (64 KiB).
@@ -153,6 +155,18 @@ func ParseCIDRs(list []string) ([]netip.Prefix, error) {
 // WriteError answers status with {"error": msg}.
 func WriteError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// WriteJournalError answers a request whose signal the journal did not take:
+// 503, with Retry-After, saying why (a nearly full disk, or the journal
+// unavailable). Nothing was journaled, so the PBX must send it again.
+func WriteJournalError(w http.ResponseWriter, err error) {
+	w.Header().Set("Retry-After", "30")
+	if errors.Is(err, events.ErrDiskFull) {
+		WriteError(w, http.StatusServiceUnavailable, "journal disk nearly full; retry later")
+		return
+	}
+	WriteError(w, http.StatusServiceUnavailable, "journal unavailable; retry later")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

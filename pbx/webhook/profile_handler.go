@@ -141,7 +141,7 @@ func (h *ProfileHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err := h.journal.PublishSignal(r.Context(), s); err != nil {
 			h.count(ResultUnavailable)
 			h.log.Error("webhook profile: journal unavailable", "call_id", s.CallID, "err", err)
-			WriteError(w, http.StatusServiceUnavailable, "journal unavailable; retry later")
+			WriteJournalError(w, err)
 			return
 		}
 	}
