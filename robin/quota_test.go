@@ -851,4 +851,18 @@ func BenchmarkQuotaDecide(b *testing.B) {
 	}
 	b.Run("admit", func(b *testing.B) { admit(b, nil) })
 	b.Run("admit-store", func(b *testing.B) { admit(b, &quotaMemStore{}) })
+	// acquire-release-store is what a delivery pays: wait for the turn,
+	// hold the place (stored), count it at the answer.
+	b.Run("acquire-release-store", func(b *testing.B) {
+		q, clock := fullDay(b, &quotaMemStore{})
+		b.ReportAllocs()
+		for b.Loop() {
+			clock.set(q.ReadyAt(PriorityNormal))
+			release, err := q.Acquire(context.Background(), PriorityNormal)
+			if err != nil {
+				b.Fatal(err)
+			}
+			release(true)
+		}
+	})
 }
