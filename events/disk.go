@@ -22,8 +22,10 @@ const DefaultMinFree = 64 << 20
 // free space than its reserve; intake resumes by itself when space returns.
 var ErrDiskFull = errors.New("journal disk nearly full")
 
-// diskGuard checks the free space of the embedded journal's disk, at most
-// once per second while it is fine and on every call while it is not.
+// diskGuard checks the free space of the embedded journal's disk: on every
+// call while it is short, and otherwise once a second or once an eighth of
+// the reserve was written since the last look, whichever comes first, so
+// that no burst of intake can write through the reserve unseen.
 type diskGuard struct {
 	dir     string
 	minFree uint64
@@ -31,6 +33,7 @@ type diskGuard struct {
 
 	mu      sync.Mutex
 	checked time.Time
+	written uint64 // bytes published since the last look
 	last    error
 	bytes   uint64
 }
@@ -45,16 +48,17 @@ func statfsFree(dir string) (uint64, error) {
 
 // check returns ErrDiskFull (with the figures) while free space is below the
 // reserve. A failing statfs is not a full disk: the write decides.
-func (g *diskGuard) check() error {
+func (g *diskGuard) check(n int) error {
 	if g == nil {
 		return nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.last == nil && time.Since(g.checked) < time.Second {
+	g.written += uint64(n)
+	if g.last == nil && time.Since(g.checked) < time.Second && g.written < g.minFree/8 {
 		return nil
 	}
-	g.checked = time.Now()
+	g.checked, g.written = time.Now(), 0
 	free, err := g.free(g.dir)
 	if err != nil {
 		g.last = nil

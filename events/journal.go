@@ -311,12 +311,14 @@ func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	if err := j.disk.check(); err != nil {
-		return err
-	}
 	data, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
+	}
+	// The stored message is about twice the JSON (headers, index, and the
+	// id the journal remembers for deduplication).
+	if err := j.disk.check(2 * len(data)); err != nil {
+		return err
 	}
 	subj := j.n.signalsSubj + "." + subjectToken(s.Source)
 	if _, err := j.js.Publish(ctx, subj, data, jetstream.WithMsgID(signalMsgID(s))); err != nil {
@@ -370,7 +372,7 @@ func (j *Journal) Ready(ctx context.Context) error {
 	if _, err := j.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	return j.disk.check()
+	return j.disk.check(0)
 }
 
 // Embedded reports whether the journal runs in-process.
