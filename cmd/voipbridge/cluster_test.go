@@ -252,4 +252,3 @@ func TestLeaderKillResumesDelivery(t *testing.T) {
 		t.Errorf("deliveries paused %v after the leader's shutdown, want a few seconds (the goal is under 5s)", gap)
 	}
 }
-
