@@ -72,7 +72,16 @@ func (j *Journal) ReplayDeadLetter(ctx context.Context, id uint64) error {
 		return fmt.Errorf("dead letter %d holds no event (%s); it can only be inspected", id, dl.Reason)
 	}
 	env.MsgID = fmt.Sprintf("%s|replay|%d", env.MsgID, id)
-	if err := j.publishEvent(ctx, env); err != nil {
+	if dl.Sink != "" && dl.Sink != "robin" {
+		// Back to the sink that rejected it, and only to that one.
+		data, err := json.Marshal(env)
+		if err != nil {
+			return err
+		}
+		if _, err := j.js.Publish(ctx, j.sinkSubject(dl.Sink)+"."+subjectToken(env.Source), data, jetstream.WithMsgID(env.MsgID)); err != nil {
+			return fmt.Errorf("replay to sink %s (is it still configured?): %w", dl.Sink, err)
+		}
+	} else if err := j.publishEvent(ctx, env); err != nil {
 		return err
 	}
 	if err := j.dead.DeleteMsg(ctx, id); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

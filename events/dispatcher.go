@@ -23,6 +23,9 @@ const (
 	PriorityAnswered
 	// PriorityNormal is everything else, in arrival order.
 	PriorityNormal
+	// PriorityLow is for sinks that may wait behind register-event (the
+	// missed-call follow-ups in ROBIN).
+	PriorityLow
 )
 
 // String returns the metric label of p.
@@ -32,6 +35,8 @@ func (p Priority) String() string {
 		return "presence"
 	case PriorityAnswered:
 		return "answered"
+	case PriorityLow:
+		return "low"
 	}
 	return "normal"
 }
@@ -83,6 +88,9 @@ type DispatcherOptions struct {
 	// until it succeeds or the dispatcher stops, so a journal that is
 	// electing a leader delays no delivery.
 	SettleAttempt time.Duration
+	// Priority is the quota priority of this sink's requests other than an
+	// Answered still in progress (default PriorityNormal).
+	Priority Priority
 	// Committed, when set, holds back each event until the tracker that
 	// journaled it has also saved the call records behind it (*Tracker
 	// satisfies it). An event delivered (and removed) before that could be
@@ -147,6 +155,9 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
+	if o.Name == "" {
+		o.Name = "robin"
+	}
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
@@ -165,15 +176,13 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Name == "" {
-		o.Name = "robin"
-	}
+
 	if o.SettleAttempt <= 0 {
 		o.SettleAttempt = 2 * time.Second
 	}
 	for _, p := range []Priority{PriorityAnswered, PriorityNormal} {
-		o.Metrics.queueDepth.WithLabelValues(p.String()).Set(0)
-		o.Metrics.oldest.WithLabelValues(p.String()).Set(0)
+		o.Metrics.queueDepth.WithLabelValues(o.Name, p.String()).Set(0)
+		o.Metrics.oldest.WithLabelValues(o.Name, p.String()).Set(0)
 	}
 	d := &Dispatcher{o: o, log: o.Logger, now: o.Now, lanes: map[string]*lane{}, wake: make(chan struct{})}
 	d.settleErr = retryState{log: o.Logger, what: "removing delivered events from the journal"}
@@ -412,6 +421,9 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 	if d.o.Limiter != nil {
 		d.mu.Lock()
 		p := priorityOf(l)
+		if d.o.Priority > p {
+			p = d.o.Priority
+		}
 		it.wait = "quota"
 		d.mu.Unlock()
 		r, err := d.o.Limiter.Acquire(ctx, p)
@@ -444,14 +456,14 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 	d.mu.Unlock()
 	d.outcome(it, sent, err)
 	if err == nil {
-		d.o.Metrics.deliveries.WithLabelValues("2xx", "ok").Inc()
+		d.o.Metrics.deliveries.WithLabelValues(d.o.Name, "2xx", "ok").Inc()
 		d.remove(q, it)
 		d.recovered()
 		release(true)
 		return
 	}
 	class := ClassOf(err)
-	d.o.Metrics.deliveries.WithLabelValues(statusLabel(err), class.String()).Inc()
+	d.o.Metrics.deliveries.WithLabelValues(d.o.Name, statusLabel(err), class.String()).Inc()
 	switch class {
 	case Permanent:
 		d.log.Warn("helpdesk rejected event; dead-lettered", "call_id", it.env.Event.ID, "event", it.env.Event.Type, "err", err)
@@ -564,7 +576,7 @@ func (d *Dispatcher) pause(wait time.Duration, reason string, err error) {
 		d.log.Warn("delivery paused", "reason", reason, "for", wait.String(), "err", err)
 	}
 	d.paused, d.reason = now.Add(wait), reason
-	d.o.Metrics.paused.WithLabelValues(reason).Set(1)
+	d.o.Metrics.paused.WithLabelValues(d.o.Name, reason).Set(1)
 }
 
 // recovered notes a success after failures or a pause.
@@ -574,7 +586,7 @@ func (d *Dispatcher) recovered() {
 	if d.failing || d.reason != "" {
 		d.log.Info("delivery recovered")
 		if d.reason != "" {
-			d.o.Metrics.paused.WithLabelValues(d.reason).Set(0)
+			d.o.Metrics.paused.WithLabelValues(d.o.Name, d.reason).Set(0)
 		}
 	}
 	d.failing, d.reason, d.paused = false, "", time.Time{}
@@ -592,11 +604,14 @@ func (d *Dispatcher) remove(q Queue, it *item) {
 
 // DeadLetter is an event the helpdesk rejected, as kept in DEADLETTERS.
 type DeadLetter struct {
-	Envelope Envelope  `json:"envelope"`
-	Status   int       `json:"status,omitempty"`
-	Body     string    `json:"body,omitempty"`
-	Reason   string    `json:"reason"`
-	Time     time.Time `json:"time"`
+	Envelope Envelope `json:"envelope"`
+	// Sink is the sink that rejected it ("robin" for register-event);
+	// a replay queues it for that sink only.
+	Sink   string    `json:"sink,omitempty"`
+	Status int       `json:"status,omitempty"`
+	Body   string    `json:"body,omitempty"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
 }
 
 // deadLetter keeps the event with the helpdesk's answer and removes it from
@@ -605,7 +620,7 @@ func (d *Dispatcher) deadLetter(q Queue, it *item, status int, body, reason stri
 	if len(body) > 1024 {
 		body = body[:1024]
 	}
-	dl := DeadLetter{Envelope: it.env, Status: status, Body: body, Reason: reason, Time: d.now().UTC()}
+	dl := DeadLetter{Envelope: it.env, Sink: d.o.Name, Status: status, Body: body, Reason: reason, Time: d.now().UTC()}
 	seq := it.seq
 	d.settle(it, func(ctx context.Context) error { return q.DeadLetter(ctx, seq, dl) })
 }
@@ -703,12 +718,12 @@ func (d *Dispatcher) gauges(ctx context.Context, q Queue) {
 		}
 		d.mu.Unlock()
 		for _, p := range []Priority{PriorityAnswered, PriorityNormal} {
-			d.o.Metrics.queueDepth.WithLabelValues(p.String()).Set(float64(depth[p]))
+			d.o.Metrics.queueDepth.WithLabelValues(d.o.Name, p.String()).Set(float64(depth[p]))
 			age := 0.0
 			if o, ok := oldest[p]; ok {
 				age = d.now().Sub(o).Seconds()
 			}
-			d.o.Metrics.oldest.WithLabelValues(p.String()).Set(age)
+			d.o.Metrics.oldest.WithLabelValues(d.o.Name, p.String()).Set(age)
 		}
 		if dc, ok := q.(interface {
 			DeadCount(context.Context) (uint64, error)

@@ -43,6 +43,27 @@ type Envelope struct {
 	InProgress bool `json:"in_progress,omitempty"`
 	// Created is when the tracker emitted the event.
 	Created time.Time `json:"created"`
+	// Call describes the call for sinks beyond register-event (follow-ups,
+	// call logs); it is never sent to ROBIN's register-event.
+	Call *CallSummary `json:"call,omitempty"`
+}
+
+// CallSummary is what the tracker knows of a call when it emits an event.
+type CallSummary struct {
+	// Customer is the caller (inbound) or the number called (outbound),
+	// E.164 where it could be read; empty when Anonymous.
+	Customer  string `json:"customer,omitempty"`
+	Anonymous bool   `json:"anonymous,omitempty"`
+	// DID is the number the customer dialled, where known.
+	DID string `json:"did,omitempty"`
+	// Rang are the PBX extensions that had a leg of the call, in order.
+	Rang []string `json:"rang,omitempty"`
+	// Missed: a Disconnected of a call no agent answered.
+	Missed   bool      `json:"missed,omitempty"`
+	Internal bool      `json:"internal,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
+	Answered time.Time `json:"answered,omitzero"`
+	Ended    time.Time `json:"ended,omitzero"`
 }
 
 // DirectionLabel returns the Direction value ROBIN expects.

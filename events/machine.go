@@ -120,6 +120,7 @@ type call struct {
 	Agent      string    `json:"agent,omitempty"`       // agent on the call now
 	LastRang   string    `json:"last_rang,omitempty"`   // last agent that rang
 	LastRangAt time.Time `json:"last_rang_at,omitzero"` // PBX time it rang
+	AnsweredAt time.Time `json:"answered_at,omitzero"`  // our time of the answer
 	Transfers  int       `json:"transfers,omitempty"`
 	Legs       []leg     `json:"leg_list,omitempty"`
 	Seen       []uint64  `json:"seen_h,omitempty"` // hashes of recent dedup keys
@@ -547,7 +548,7 @@ func (m *machine) revive(c *call) {
 func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *result) {
 	switch {
 	case c.Phase == phaseRinging:
-		c.Phase, c.Agent = phaseAnswered, agent
+		c.Phase, c.Agent, c.AnsweredAt = phaseAnswered, agent, now
 		// The other legs that were ringing lost: a ring group or queue
 		// answered elsewhere. Legs that began ringing later, by PBX time,
 		// are a transfer target (reported before the answer, out of order)
@@ -863,7 +864,27 @@ func (m *machine) emit(c *call, t EventType, now time.Time, r *result) {
 		Source:     c.Source,
 		InProgress: t != EventDisconnected,
 		Created:    now,
+		Call:       c.summary(t, now),
 	})
+}
+
+// summary describes the call for sinks beyond register-event.
+func (c *call) summary(t EventType, now time.Time) *CallSummary {
+	s := &CallSummary{Customer: c.Remote, Anonymous: c.Anonymous, DID: c.Referrer, Internal: c.Internal,
+		Started: c.Started, Answered: c.AnsweredAt}
+	if s.Anonymous {
+		s.Customer = ""
+	}
+	for _, l := range c.Legs {
+		if l.Ext != "" && !slices.Contains(s.Rang, l.Ext) {
+			s.Rang = append(s.Rang, l.Ext)
+		}
+	}
+	if t == EventDisconnected {
+		s.Ended = now
+		s.Missed = c.Phase != phaseAnswered
+	}
+	return s
 }
 
 // agent returns the ROBIN extension of the signal's extension, or "".

@@ -35,20 +35,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "voipbridge_tracker_lag_seconds", Help: "How long the oldest signal not yet folded has waited.",
 		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "voipbridge_deliveries_total", Help: "Delivery attempts to the helpdesk, by status class and reason.",
-		}, []string{"status", "reason"}),
+			Name: "voipbridge_deliveries_total", Help: "Delivery attempts to the helpdesk, by sink, status class and reason.",
+		}, []string{"sink", "status", "reason"}),
 		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "voipbridge_queue_depth", Help: "Events waiting for delivery, by priority.",
-		}, []string{"priority"}),
+			Name: "voipbridge_queue_depth", Help: "Events waiting for delivery, by sink and priority.",
+		}, []string{"sink", "priority"}),
 		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "voipbridge_queue_oldest_age_seconds", Help: "Age of the oldest undelivered event, by priority.",
-		}, []string{"priority"}),
+			Name: "voipbridge_queue_oldest_age_seconds", Help: "Age of the oldest undelivered event, by sink and priority.",
+		}, []string{"sink", "priority"}),
 		dead: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "voipbridge_deadletters", Help: "Events in the dead-letter stream.",
 		}),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "voipbridge_delivery_paused", Help: "1 while delivery is paused, by reason.",
-		}, []string{"reason"}),
+			Name: "voipbridge_delivery_paused", Help: "1 while delivery is paused, by sink and reason.",
+		}, []string{"sink", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.signals, m.events, m.calls, m.lagSignals, m.lagSeconds, m.deliveries, m.queueDepth, m.oldest, m.dead, m.paused)

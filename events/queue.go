@@ -40,21 +40,26 @@ type Queued struct {
 // JournalQueue reads the EVENTS stream in order through an ordered
 // consumer; Close stops it.
 type JournalQueue struct {
-	j *Journal
+	j      *Journal
+	stream jetstream.Stream
+	name   string // the stream's name
+	sink   string // "" for register-event's EVENTS
 
 	mu sync.Mutex
 	it jetstream.MessagesContext
 }
 
 // NewJournalQueue returns the journal's events as a Queue.
-func NewJournalQueue(j *Journal) *JournalQueue { return &JournalQueue{j: j} }
+func NewJournalQueue(j *Journal) *JournalQueue {
+	return &JournalQueue{j: j, stream: j.events, name: j.n.events}
+}
 
 // Next implements Queue. The consumer starts with the first call.
 func (q *JournalQueue) Next(ctx context.Context) (Queued, error) {
 	q.mu.Lock()
 	it := q.it
 	if it == nil {
-		cons, err := q.j.js.OrderedConsumer(ctx, q.j.n.events, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+		cons, err := q.j.js.OrderedConsumer(ctx, q.name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 		if err != nil {
 			q.mu.Unlock()
 			return Queued{}, fmt.Errorf("events consumer: %w", err)
@@ -97,7 +102,7 @@ func (q *JournalQueue) Close() {
 
 // Remove implements Queue.
 func (q *JournalQueue) Remove(ctx context.Context, seq uint64) error {
-	err := q.j.events.DeleteMsg(ctx, seq)
+	err := q.stream.DeleteMsg(ctx, seq)
 	if err == nil || alreadyRemoved(err) {
 		return nil
 	}
@@ -136,6 +141,53 @@ func (q *JournalQueue) DeadLetter(ctx context.Context, seq uint64, dl DeadLetter
 // DeadCount returns how many dead letters are kept (for metrics).
 func (q *JournalQueue) DeadCount(ctx context.Context) (uint64, error) {
 	info, err := q.j.dead.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// sinkSubject is the subject prefix of a sink's stream.
+func (j *Journal) sinkSubject(sink string) string {
+	return strings.TrimSuffix(j.n.eventsSubj, ".events") + ".sink." + subjectToken(sink)
+}
+
+// sinkStreamName is the stream that holds a sink's events.
+func (j *Journal) sinkStreamName(sink string) string {
+	return strings.TrimSuffix(j.n.events, EventsStream) + "SINK_" + strings.ToUpper(subjectToken(sink))
+}
+
+// SinkQueue creates (or opens) the stream of a sink beyond register-event
+// and returns it as the sink's Queue. The tracker journals into it the
+// events the sink wants (TrackerOptions.Sinks); the sink's dispatcher
+// removes each once the sink accepted it, so a slow or broken sink never
+// holds another back.
+func (j *Journal) SinkQueue(ctx context.Context, sink string, replicas int) (*JournalQueue, error) {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	name := j.sinkStreamName(sink)
+	s, err := j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: "events waiting for delivery to the " + sink + " sink; removed once it accepted them",
+		Subjects:    []string{j.sinkSubject(sink) + ".>"},
+		Duplicates:  dedupWindow,
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("journal: stream %s: %w", name, err)
+	}
+	return &JournalQueue{j: j, stream: s, name: name, sink: sink}, nil
+}
+
+// StreamName is the name of the stream the queue reads.
+func (q *JournalQueue) StreamName() string { return q.name }
+
+// Pending returns how many events wait in the queue's stream.
+func (q *JournalQueue) Pending(ctx context.Context) (uint64, error) {
+	info, err := q.stream.Info(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -40,6 +40,17 @@ type TrackerOptions struct {
 	// tracker's goroutine: keep it short. A restart may call it again for
 	// events already seen, so what it keeps must be idempotent.
 	OnCommitted func([]Envelope)
+	// Sinks are the sinks beyond register-event: each batch's events that a
+	// sink wants are journaled into its stream too (Journal.SinkQueue),
+	// in the same group commit.
+	Sinks []SinkRoute
+}
+
+// SinkRoute routes events to a sink beyond register-event.
+type SinkRoute struct {
+	Name string
+	// Wants reports whether the sink takes the event; nil: every event.
+	Wants func(Envelope) bool
 }
 
 // maxBatch bounds the signals folded and committed together.
@@ -80,6 +91,9 @@ type Tracker struct {
 	committed  atomic.Uint64
 	commitMu   sync.Mutex
 	commitWake chan struct{}
+	// sinkCommitted is committed for each sink stream, by stream name
+	// (guarded by commitMu).
+	sinkCommitted map[string]uint64
 }
 
 // recentSize is how many folded signals Recent keeps.
@@ -146,6 +160,52 @@ func (t *Tracker) commitTo(seq uint64) {
 	close(t.commitWake)
 	t.commitWake = make(chan struct{})
 	t.commitMu.Unlock()
+}
+
+// commitSinks moves the committed sequence of each sink stream (never back).
+func (t *Tracker) commitSinks(last map[string]uint64) {
+	t.commitMu.Lock()
+	defer t.commitMu.Unlock()
+	moved := false
+	for stream, seq := range last {
+		if stream == t.o.Journal.n.events || seq <= t.sinkCommitted[stream] {
+			continue
+		}
+		if t.sinkCommitted == nil {
+			t.sinkCommitted = map[string]uint64{}
+		}
+		t.sinkCommitted[stream] = seq
+		moved = true
+	}
+	if moved {
+		close(t.commitWake)
+		t.commitWake = make(chan struct{})
+	}
+}
+
+// CommittedOn is the Committer of a sink's stream: its dispatcher delivers
+// an event only once the call records behind it are saved.
+func (t *Tracker) CommittedOn(stream string) Committer { return sinkCommitter{t, stream} }
+
+type sinkCommitter struct {
+	t      *Tracker
+	stream string
+}
+
+func (c sinkCommitter) WaitCommitted(ctx context.Context, seq uint64) error {
+	for {
+		c.t.commitMu.Lock()
+		wake, done := c.t.commitWake, c.t.sinkCommitted[c.stream] >= seq
+		c.t.commitMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
 }
 
 // NewTracker prepares a tracker. It reads nothing: Run restores the calls
@@ -385,6 +445,18 @@ func (t *Tracker) runTick(ctx context.Context) error {
 	if info, err := t.o.Journal.events.Info(ctx); err == nil {
 		t.commitTo(info.State.LastSeq)
 	}
+	if len(t.o.Sinks) > 0 {
+		last := map[string]uint64{}
+		for _, r := range t.o.Sinks {
+			name := t.o.Journal.sinkStreamName(r.Name)
+			if info, err := t.o.Journal.js.Stream(ctx, name); err == nil {
+				if si, err := info.Info(ctx); err == nil {
+					last[name] = si.State.LastSeq
+				}
+			}
+		}
+		t.commitSinks(last)
+	}
 	t.checkpoint(ctx)
 	t.measureLag(ctx)
 	return nil
@@ -482,8 +554,13 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 			return fmt.Errorf("tracker: %w", err)
 		}
 		pubs = append(pubs, pending{subj: j.n.eventsSubj + "." + subjectToken(env.Source), data: data, id: env.MsgID})
+		for _, r := range t.o.Sinks {
+			if r.Wants == nil || r.Wants(env) {
+				pubs = append(pubs, pending{subj: j.sinkSubject(r.Name) + "." + subjectToken(env.Source), data: data, id: env.MsgID})
+			}
+		}
 	}
-	lastEvent, err := t.publishAll(ctx, pubs)
+	lastByStream, err := t.publishAll(ctx, pubs)
 	if err != nil {
 		return fmt.Errorf("tracker: publish events: %w", err)
 	}
@@ -508,7 +585,8 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 	}
 	// The events are safe to deliver now: a restart will not fold their
 	// signals again.
-	t.commitTo(lastEvent)
+	t.commitTo(lastByStream[j.n.events])
+	t.commitSinks(lastByStream)
 	t.live.update(t.m, r.changed)
 	t.live.update(t.m, r.deleted)
 	if t.o.OnCommitted != nil && len(r.events) > 0 {
@@ -532,7 +610,9 @@ type pending struct {
 // publishAll publishes msgs asynchronously and waits for every ack; what
 // failed is retried one by one until it succeeds or ctx ends (the journal
 // being briefly unavailable must stall the tracker, not lose state).
-func (t *Tracker) publishAll(ctx context.Context, msgs []pending) (last uint64, err error) {
+func (t *Tracker) publishAll(ctx context.Context, msgs []pending) (last map[string]uint64, err error) {
+	last = map[string]uint64{}
+	note := func(ack *jetstream.PubAck) { last[ack.Stream] = max(last[ack.Stream], ack.Sequence) }
 	js := t.o.Journal.js
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	var failed []int
@@ -554,11 +634,11 @@ func (t *Tracker) publishAll(ctx context.Context, msgs []pending) (last uint64, 
 		}
 		select {
 		case ack := <-f.Ok():
-			last = max(last, ack.Sequence)
+			note(ack)
 		case <-f.Err():
 			failed = append(failed, i)
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 	for _, i := range failed {
@@ -570,12 +650,12 @@ func (t *Tracker) publishAll(ctx context.Context, msgs []pending) (last uint64, 
 			}
 			ack, err := js.Publish(ctx, m.subj, m.data, opts...)
 			if err == nil {
-				last = max(last, ack.Sequence)
+				note(ack)
 			}
 			return err
 		})
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	return last, nil

@@ -148,6 +148,9 @@ const (
 	PriorityAnswered = events.PriorityAnswered
 	// PriorityNormal is every other request (Transfer, Disconnected, look-ups).
 	PriorityNormal = events.PriorityNormal
+	// PriorityLow is for requests that may wait behind all of those
+	// (missed-call follow-ups).
+	PriorityLow = events.PriorityLow
 )
 
 // QuotaOptions configures a Quota.

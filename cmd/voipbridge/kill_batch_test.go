@@ -158,8 +158,8 @@ func queueEmpty(addr string) bool {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	m := string(b)
-	return strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"normal\"} 0\n") &&
-		strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"answered\"} 0\n")
+	return strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"normal\",sink=\"robin\"} 0\n") &&
+		strings.Contains(m, "\nvoipbridge_queue_depth{priority=\"answered\",sink=\"robin\"} 0\n")
 }
 
 // slowHelpdesk puts delay in front of every request to fake.
