@@ -24,12 +24,14 @@ const wantHeader = "want pbx_id,robin_extension,name,email and optionally source
 // columns holds the index of each column in a row; -1 when absent.
 type columns struct{ pbx, robin, name, email, source int }
 
-// parseCSV parses an EXTENSIONS_FILE named name. It returns the valid
+// parseCSV parses an EXTENSIONS_FILE named name, its fields separated by
+// ',' or, as the header line shows, ';' or tabs. It returns the valid
 // entries and one error per bad row, each starting with `<name> line <n>`.
 // A header problem stops parsing, since no row can be read without it.
 func parseCSV(name string, data []byte) ([]entry, []error) {
 	data = bytes.TrimPrefix(data, []byte("\ufeff")) // spreadsheets write a BOM
 	r := csv.NewReader(bytes.NewReader(data))
+	r.Comma = separator(data)
 	r.Comment = '#'
 	r.FieldsPerRecord = -1 // checked here, with a better message
 
@@ -94,6 +96,36 @@ func parseCSV(name string, data []byte) ([]entry, []error) {
 		errs = append(errs, fmt.Errorf("%s: no header row; %s", name, wantHeader))
 	}
 	return entries, errs
+}
+
+// separator is the field separator of the header line (the first line that
+// is neither blank nor a comment): ',' unless the line holds more ';' or
+// tabs outside quotes. Spreadsheets in locales whose decimal separator is a
+// comma (Excel and LibreOffice in Dutch, German, French) save "CSV" with ';'.
+func separator(data []byte) rune {
+	for line := range bytes.Lines(data) {
+		if t := bytes.TrimSpace(line); len(t) == 0 || line[0] == '#' {
+			continue
+		}
+		counts := map[rune]int{}
+		quoted := false
+		for _, c := range string(line) {
+			switch {
+			case c == '"':
+				quoted = !quoted
+			case !quoted && (c == ',' || c == ';' || c == '\t'):
+				counts[c]++
+			}
+		}
+		best := ','
+		for _, c := range []rune{';', '\t'} {
+			if counts[c] > counts[best] {
+				best = c
+			}
+		}
+		return best
+	}
+	return ','
 }
 
 // parseHeader maps column names (trimmed, any letter case) to positions.

@@ -53,6 +53,26 @@ func TestParseCSV(t *testing.T) {
 			want: []Agent{anna, carla},
 		},
 		{
+			name: "saved by a spreadsheet in a Dutch locale: ';', BOM and CRLF",
+			in:   "\ufeffpbx_id;robin_extension;name;email\r\n201;;Anna de Vries;anna@example.com\r\n1001;203;Jansen, Carla;carla@example.com\r\n",
+			want: []Agent{anna, carla},
+		},
+		{
+			name: "';' after a comment, with a quoted ';' in a name",
+			in:   "# exported\n\npbx_id;robin_extension;name;email\n201;;\"Anna; de Vries\";anna@example.com\n",
+			want: []Agent{{PBXID: "201", Extension: "201", Name: "Anna; de Vries", Email: "anna@example.com"}},
+		},
+		{
+			name:    "',' header with a quoted ';' in a column name stays ','",
+			in:      "pbx_id,robin_extension,name,email,\"a;b;c\"\n",
+			wantErr: []string{`extensions.csv line 1: header: unknown column "a;b;c"; ` + wantHeaderMsg},
+		},
+		{
+			name: "tab-separated",
+			in:   "pbx_id\trobin_extension\tname\temail\n1001\t203\tJansen, Carla\tcarla@example.com\n",
+			want: []Agent{carla},
+		},
+		{
 			name: "no final newline, empty name and email",
 			in:   "pbx_id,robin_extension,name,email\n201,,,",
 			want: []Agent{{PBXID: "201", Extension: "201"}},
