@@ -38,6 +38,7 @@ type Bridge struct {
 	robin    *robin.Client
 	quota    *robin.Quota
 	lease    *events.Lease // nil with the embedded journal
+	sinks    []*sinkRun    // sinks beyond register-event
 	breaker  *robin.Breaker
 	requests *prometheus.CounterVec // requests to the helpdesk, by endpoint and status class
 	numbers  *phone.Normalizer
@@ -98,6 +99,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	}
 	if b.tracker, err = events.NewTracker(ctx, events.TrackerOptions{
 		Journal: b.journal, Numbers: b.numbers, Dir: b.dir, Logger: log, Metrics: metrics, MaxLag: cfg.TrackerMaxLag,
+		Sinks: b.sinkRoutes(),
 		// Routing's caller history learns who answered whom.
 		OnCommitted: hist.Record,
 		Policies: events.Policies{
@@ -147,6 +149,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		Journal: b.journal, Sink: sink, Limiter: b.quota, Gate: b.breaker, Committed: b.tracker,
 		Logger: log, Metrics: metrics, Workers: deliveryWorkers(cfg.DeliveryWorkers, b.quota.Windows()), BackoffMax: cfg.Quota.RetryMax, AuthProbe: cfg.Quota.AuthProbe,
 	})
+	if err := b.startSinks(ctx, metrics); err != nil {
+		return nil, err
+	}
 
 	b.mux = http.NewServeMux()
 	b.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -71,6 +71,7 @@ type Config struct {
 	HTTP     HTTPConfig
 	Quota    QuotaConfig
 	Lease    LeaseConfig
+	Sinks    SinksConfig
 	SIP      SIPConfig
 	ThreeCX  ThreeCXConfig
 	Xelion   XelionConfig
@@ -205,7 +206,7 @@ func (c *Config) validate() error {
 		bad("INTERNAL_MAX_DIGITS %d: want 1 to 10", c.InternalMaxDigits)
 	}
 	errs = append(errs, c.HTTP.validate(c.HTTPAddr))
-	errs = append(errs, c.Lease.validate(), c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
+	errs = append(errs, c.Sinks.validate(c), c.Lease.validate(), c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
 	errs = append(errs, c.Route.validate(c.RobinAPISecret))
 	return errors.Join(errs...)
 }

@@ -73,6 +73,7 @@ func (b *Bridge) runActive() {
 	if b.lease == nil {
 		b.goRun("tracker", b.tracker.Run)
 		b.goRun("dispatcher", b.disp.Run)
+		b.runSinks()
 		return
 	}
 	b.goRun("lease", func(ctx context.Context) error {
@@ -81,6 +82,7 @@ func (b *Bridge) runActive() {
 		}
 		b.goRun("tracker", b.tracker.Run)
 		b.goRun("dispatcher", b.disp.Run)
+		b.runSinks()
 		return b.lease.Hold(ctx)
 	})
 }

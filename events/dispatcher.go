@@ -445,7 +445,12 @@ func (d *Dispatcher) deliver(ctx context.Context, q Queue, it *item, l *lane) {
 	sendCtx := context.WithoutCancel(ctx)
 	setWait("sending")
 	sent := d.now()
-	err := d.o.Sink.Send(sendCtx, it.env.Event)
+	var err error
+	if es, ok := d.o.Sink.(EnvelopeSink); ok {
+		err = es.SendEnvelope(sendCtx, it.env)
+	} else {
+		err = d.o.Sink.Send(sendCtx, it.env.Event)
+	}
 	quotaDone(err == nil || !NotSentOf(err))
 	if gateDone != nil {
 		gateDone(err)

@@ -13,6 +13,12 @@ type Sink interface {
 	Send(ctx context.Context, e Event) error
 }
 
+// EnvelopeSink is a Sink that needs the whole envelope (the call summary,
+// the message id); the dispatcher prefers SendEnvelope when a sink has it.
+type EnvelopeSink interface {
+	SendEnvelope(ctx context.Context, env Envelope) error
+}
+
 // Class says what a delivery failure means for the event and the lane.
 type Class int
 

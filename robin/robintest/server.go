@@ -127,8 +127,8 @@ type Fault struct {
 	// Count applies the fault to the next Count matching requests only; 0
 	// applies it until it is replaced or cleared.
 	Count int
-	// Endpoint restricts the fault to EndpointRegisterEvent or
-	// EndpointPresence; "" matches both.
+	// Endpoint restricts the fault to EndpointRegisterEvent,
+	// EndpointPresence or EndpointMessages; "" matches all.
 	Endpoint string
 }
 
@@ -167,6 +167,7 @@ type Server struct {
 	fault      Fault
 	faultLeft  int // remaining applications when fault.Count > 0
 	events     []Received
+	messages   []Message
 	requests   []Request
 	violations int
 	seen       map[eventKey]bool
@@ -430,6 +431,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(r.URL.EscapedPath(), registerPrefix):
 		req.Endpoint = EndpointRegisterEvent
 		s.serveRegister(w, r, req)
+	case r.URL.Path == "/messages/" || r.URL.Path == "/messages":
+		req.Endpoint = EndpointMessages
+		s.serveMessages(w, r, req)
 	case r.URL.Path == "/api/v1" || r.URL.Path == "/api/v1/":
 		req.Endpoint = EndpointPresence
 		s.servePresence(w, r, req)
