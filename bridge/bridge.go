@@ -57,6 +57,7 @@ type Bridge struct {
 // and listens on HTTP_ADDR. Nothing runs until Run.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err error) {
 	b := &Bridge{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: map[string]func() error{}, draining: make(chan struct{})}
+	logEnvWarnings(log, cfg.Warnings)
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "voipbridge_build_info", Help: "1, labelled with the running version.",

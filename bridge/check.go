@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/voipbridge/voipbridge/extensions"
@@ -53,7 +54,7 @@ func Check(cfg Config) (string, error) {
 		admin = "on"
 	}
 	fmt.Fprintf(&b, "admin API:  %s\n", admin)
-	for _, w := range directoryWarnings(cfg, dir) {
+	for _, w := range slices.Concat(cfg.Warnings, directoryWarnings(cfg, dir)) {
 		fmt.Fprintf(&b, "warning:    %s\n", w)
 	}
 	return b.String(), nil

@@ -78,6 +78,11 @@ type Config struct {
 	VoIPGRID VoIPGRIDConfig
 	Presence PresenceConfig
 	Route    RouteConfig
+
+	// Warnings name the variables that look like the bridge's but are not
+	// read (ROBIN_APIKEY), each with the closest name it reads; set by
+	// LoadConfig, logged at start and printed by voipbridge check.
+	Warnings []string `env:"-"`
 }
 
 // secretNames are the variables that may also be given as NAME_FILE (the
@@ -90,42 +95,53 @@ func secretNames() []string {
 }
 
 // LoadConfig reads the configuration from environ (os.Environ() form) and
-// reports every problem at once.
+// reports every problem at once, each naming its variable once. It sets
+// Config.Warnings whether or not the configuration is valid; when it is
+// not, the warnings end the error too (a misspelt name is often why a
+// variable is missing).
 func LoadConfig(environ []string) (Config, error) {
 	m := env.ToMap(environ)
+	warnings := envWarnings(m)
 	var errs []error
+	var unread []string // variables whose value could not be used
 	for _, k := range secretNames() {
 		p, ok := m[k+"_FILE"]
 		if !ok || p == "" {
 			continue
 		}
 		if m[k] != "" {
-			errs = append(errs, fmt.Errorf("%s and %s_FILE are both set; set one", k, k))
+			errs, unread = append(errs, fmt.Errorf("%s and %s_FILE are both set; set one", k, k)), append(unread, k)
 			continue
 		}
 		b, err := os.ReadFile(p)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s_FILE: %w", k, err))
+			errs, unread = append(errs, fmt.Errorf("%s_FILE: %w", k, err)), append(unread, k)
 			continue
 		}
 		m[k] = strings.TrimRight(string(b), "\r\n")
 	}
 	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: m})
 	if err != nil {
-		var agg env.AggregateError
-		if errors.As(err, &agg) {
-			errs = append(errs, agg.Errors...)
-		} else {
-			errs = append(errs, err)
+		bad, perrs := parseErrors(m, err)
+		errs, unread = append(errs, perrs...), append(unread, bad...)
+		// The defaults stand in for the values that could not be read, so
+		// the checks below see a whole configuration.
+		for _, k := range bad {
+			delete(m, k)
 		}
+		cfg, _ = env.ParseAsWithOptions[Config](env.Options{Environment: m})
 	}
+	cfg.Warnings = warnings
 	if v, ok := m["ANONYMOUS_NUMBER"]; ok {
 		cfg.AnonymousNumber = v
 	} else {
 		cfg.AnonymousNumber = "anonymous"
 	}
-	if err := cfg.validate(); err != nil {
-		errs = append(errs, err)
+	errs = append(errs, withoutMentions(cfg.validate(), unread)...)
+	if len(errs) > 0 {
+		for _, w := range warnings {
+			errs = append(errs, errors.New(w))
+		}
 	}
 	return cfg, errors.Join(errs...)
 }
