@@ -881,7 +881,12 @@ func (c *call) summary(t EventType, now time.Time) *CallSummary {
 		}
 	}
 	if t == EventDisconnected {
+		// The call ended at its last signal, not when the transfer
+		// window let the Disconnected go.
 		s.Ended = now
+		if !c.LastTime.IsZero() && !c.LastTime.After(now) && !c.LastTime.Before(c.Started) {
+			s.Ended = c.LastTime
+		}
 		s.Missed = c.Phase != phaseAnswered
 	}
 	return s

@@ -142,7 +142,7 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 	out := &demoPrinter{w: stdout, start: time.Now()}
 
 	const key = "demo-key"
-	robinFake := robintest.NewServer(robintest.Options{APIKey: key})
+	robinFake := robintest.NewServer(robintest.Options{APIKey: key, APISecret: demoSecret})
 	defer robinFake.Close()
 	robinFake.OnEvent(func(r robintest.Received) {
 		e := r.Event
@@ -167,7 +167,7 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 		"ROBIN_API_KEY=" + key,
 		"WEBHOOK_TOKEN=" + token,
 		"TRANSFER_WINDOW=1s",
-	}, sim.Env()...))
+	}, append(demoFollowUpEnv(), sim.Env()...)...))
 	if err != nil {
 		return err
 	}
@@ -228,6 +228,9 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 	}
 	sort.Strings(parts)
 	out.printf("\ndone: %d calls, ROBIN received %d events (%s).\n", calls, len(got), strings.Join(parts, ", "))
+	if err := demoFollowUps(ctx, out, robinFake, calls); err != nil {
+		return err
+	}
 	return demoRoute(ctx, out, "http://"+b.Addr(), calls)
 }
 
