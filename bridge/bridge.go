@@ -98,11 +98,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	if err != nil {
 		return nil, err
 	}
+	brd := b.newBoard() // the live call board, fed by the tracker and the dispatcher
 	if b.tracker, err = events.NewTracker(ctx, events.TrackerOptions{
 		Journal: b.journal, Numbers: b.numbers, Dir: b.dir, Logger: log, Metrics: metrics, MaxLag: cfg.TrackerMaxLag,
 		Sinks: b.sinkRoutes(),
-		// Routing's caller history learns who answered whom.
-		OnCommitted: hist.Record,
+		// Routing's caller history learns who answered whom; the board
+		// shows the events.
+		OnCommitted: boardOnCommitted(brd, hist.Record),
 		Policies: events.Policies{
 			ReportMissed:     cfg.MissedCalls == "report",
 			ReportInternal:   cfg.InternalCalls == "report",
@@ -149,6 +151,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	b.disp = events.NewDispatcher(events.DispatcherOptions{
 		Journal: b.journal, Sink: sink, Limiter: b.quota, Gate: b.breaker, Committed: b.tracker,
 		Logger: log, Metrics: metrics, Workers: deliveryWorkers(cfg.DeliveryWorkers, b.quota.Windows()), BackoffMax: cfg.Quota.RetryMax, AuthProbe: cfg.Quota.AuthProbe,
+		OnDelivery: boardOnDelivery(brd),
 	})
 	if err := b.startSinks(ctx, metrics); err != nil {
 		return nil, err
@@ -189,6 +192,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	}
 
 	b.mountAdmin()
+	b.mountBoard(brd)
 
 	allow, err := webhook.ParseCIDRs(cfg.WebhookAllowCIDRs)
 	if err != nil {

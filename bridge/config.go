@@ -78,6 +78,7 @@ type Config struct {
 	VoIPGRID VoIPGRIDConfig
 	Presence PresenceConfig
 	Route    RouteConfig
+	Board    BoardConfig
 
 	// Warnings name the variables that look like the bridge's but are not
 	// read (ROBIN_APIKEY), each with the closest name it reads; set by
@@ -224,6 +225,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.HTTP.validate(c.HTTPAddr))
 	errs = append(errs, c.Sinks.validate(c), c.Lease.validate(), c.Quota.validate(), c.SIP.validate(), c.ThreeCX.validate(), c.Xelion.validate(), c.VoIPGRID.validate(), c.Presence.validate())
 	errs = append(errs, c.Route.validate(c.RobinAPISecret))
+	errs = append(errs, c.Board.validate())
 	return errors.Join(errs...)
 }
 
