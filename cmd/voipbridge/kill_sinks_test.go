@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/voipbridge/voipbridge/robin/robintest"
+)
+
+// TestKillNineWithTwoSinks: register-event and the missed-call follow-ups
+// both behind a slow ROBIN; SIGKILL, restart: nothing lost on either sink,
+// and each repeats at most the requests it had in flight (one worker each).
+func TestKillNineWithTwoSinks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	fake := robintest.NewServer(robintest.Options{APIKey: "kill-key", APISecret: "kill-secret"})
+	defer fake.Close()
+	slow := slowHelpdesk(t, fake, 60*time.Millisecond)
+	dir, addr := t.TempDir(), freeAddr(t)
+	env := []string{
+		"HTTP_ADDR=" + addr, "DATA_DIR=" + dir, "LOG_FORMAT=json",
+		"ROBIN_API_URL=" + slow.URL, "ROBIN_PRESENCE_URL=" + slow.URL + "/api/v1", "ROBIN_API_KEY=kill-key", "ROBIN_API_SECRET=kill-secret",
+		"WEBHOOK_TOKEN=kill-token", "TRANSFER_WINDOW=0s", "DELIVERY_WORKERS=1", "ROBIN_RATE_LIMITS=1000/1s",
+		"MISSED_CALL_CHANNEL=missed",
+	}
+	cmd := startProcess(t, bin, addr, env)
+	const calls = 30
+	for i := range calls {
+		from := fmt.Sprintf("+3161234%04d", i)
+		postWebhook(t, addr, "kill-token", fmt.Sprintf(`{"call_id":"m%d","event":"ringing","from":%q,"to":"+31858770023","extension":"201"}`, i, from))
+		postWebhook(t, addr, "kill-token", fmt.Sprintf(`{"call_id":"m%d","event":"ended","from":%q,"to":"+31858770023"}`, i, from))
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(fake.Messages()) < 3 || len(fake.Events()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("before the kill: %d events, %d messages", len(fake.Events()), len(fake.Messages()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	ev, msg := len(fake.Events()), len(fake.Messages())
+	if ev >= calls && msg >= calls {
+		t.Fatal("both sinks delivered everything before the kill; the test proves nothing")
+	}
+	t.Logf("killed with %d of %d events and %d of %d follow-ups delivered", ev, calls, msg, calls)
+	cmd = startProcess(t, bin, addr, env)
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := fake.WaitEvents(ctx, calls); err != nil {
+		t.Fatalf("register-event after the restart: %v", err)
+	}
+	byID := map[string]int{}
+	for {
+		byID = map[string]int{}
+		for _, m := range fake.Messages() {
+			byID[m.MessageExternalIdentifier]++
+		}
+		if len(byID) == calls {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("follow-ups after the restart: %d of %d", len(byID), calls)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventRepeats := 0
+	seen := map[string]bool{}
+	for _, r := range fake.Events() {
+		if seen[r.Event.ID] {
+			eventRepeats++
+		}
+		seen[r.Event.ID] = true
+	}
+	if len(seen) != calls {
+		t.Errorf("%d distinct calls reached register-event, want %d", len(seen), calls)
+	}
+	msgRepeats := len(fake.Messages()) - len(byID)
+	t.Logf("repeats: %d on register-event, %d on the follow-ups", eventRepeats, msgRepeats)
+	if eventRepeats > 1 || msgRepeats > 1 {
+		t.Errorf("repeats %d and %d: want at most one per sink (one request in flight each at the kill)", eventRepeats, msgRepeats)
+	}
+}
