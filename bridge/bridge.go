@@ -123,6 +123,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	if b.robin, err = robin.NewClient(robin.Config{
 		APIURL: cfg.RobinAPIURL, APIKey: cfg.RobinAPIKey, APISecret: cfg.RobinAPISecret,
 		PresenceURL: cfg.RobinPresenceURL, Timeout: cfg.RobinTimeout, UserAgent: "voipbridge/" + Version,
+		HTTPClient: helpdeskHTTPClient(helpdeskDuration(b.reg), cfg.RobinPresenceURL),
 	}); err != nil {
 		return nil, err
 	}
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	b.disp = events.NewDispatcher(events.DispatcherOptions{
 		Journal: b.journal, Sink: sink, Limiter: b.quota, Gate: b.breaker, Committed: b.tracker,
 		Logger: log, Metrics: metrics, Workers: deliveryWorkers(cfg.DeliveryWorkers, b.quota.Windows()), BackoffMax: cfg.Quota.RetryMax, AuthProbe: cfg.Quota.AuthProbe,
-		OnDelivery: boardOnDelivery(brd),
+		OnDelivery: onDeliveries(boardOnDelivery(brd), deliveryLatency(b.reg)),
 	})
 	if err := b.startSinks(ctx, metrics); err != nil {
 		return nil, err
@@ -200,7 +201,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	}
 	env := &sourceEnv{
 		Journal: b.journal, Dir: b.dir, Log: log, Registry: b.reg, mux: b.mux, b: b,
-		guard: &webhook.Guard{Token: cfg.WebhookToken, HMACSecret: cfg.WebhookHMACSecret, Allow: allow, MaxBody: cfg.WebhookMaxBody, Logger: log},
+		guard: &webhook.Guard{Token: cfg.WebhookToken, HMACSecret: cfg.WebhookHMACSecret, Allow: allow, MaxBody: cfg.WebhookMaxBody, Logger: log,
+			Observe: webhookRequests(b.reg)},
 	}
 	env.Webhook(webhook.Source, &webhook.Generic{Journal: b.journal, Logger: log}, http.MethodPost, http.MethodGet)
 

@@ -82,12 +82,32 @@ func (b *Bridge) newQuota(ctx context.Context) (*robin.Quota, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quota: %w", err)
 	}
-	b.reg.MustRegister(&quotaCollector{q: q})
+	b.reg.MustRegister(&quotaCollector{q: q, labels: windowLabels(b.cfg.Quota.RateLimits)})
 	return q, nil
 }
 
 // quotaCollector exports the quota's use per window at scrape time.
-type quotaCollector struct{ q *robin.Quota }
+type quotaCollector struct {
+	q *robin.Quota
+	// labels name each window's length as ROBIN_RATE_LIMITS spells it
+	// ("24h", or "1d" where it says 1d).
+	labels map[time.Duration]string
+}
+
+// windowLabels maps each window's length in limits (ROBIN_RATE_LIMITS) to
+// its spelling there, so the metrics' window label is what the operator
+// configured.
+func windowLabels(limits string) map[time.Duration]string {
+	out := map[time.Duration]string{}
+	for _, e := range strings.Split(limits, ",") {
+		ws, err := robin.ParseWindows(e)
+		_, per, _ := strings.Cut(e, "/")
+		if err == nil && len(ws) == 1 {
+			out[ws[0].Per] = strings.TrimSpace(per)
+		}
+	}
+	return out
+}
 
 var (
 	quotaUsedDesc      = prometheus.NewDesc("voipbridge_quota_used", "Requests to the helpdesk started within each rolling window.", []string{"window"}, nil)
@@ -101,7 +121,10 @@ func (c *quotaCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *quotaCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, u := range c.q.Usage() {
-		_, w, _ := strings.Cut(u.Window.String(), "/") // "1s", "1m", "1h", "1d"
+		w, ok := c.labels[u.Window.Per]
+		if !ok {
+			_, w, _ = strings.Cut(u.Window.String(), "/")
+		}
 		ch <- prometheus.MustNewConstMetric(quotaUsedDesc, prometheus.GaugeValue, float64(u.Used), w)
 		ch <- prometheus.MustNewConstMetric(quotaRemainingDesc, prometheus.GaugeValue, float64(u.Remaining), w)
 	}

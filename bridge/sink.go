@@ -19,6 +19,18 @@ func helpdeskRequests(reg prometheus.Registerer) *prometheus.CounterVec {
 	return c
 }
 
+// helpdeskDuration observes how long requests to the helpdesk take, by
+// endpoint (registerevent, presence, conversations, messages).
+func helpdeskDuration(reg prometheus.Registerer) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "voipbridge_helpdesk_request_duration_seconds",
+		Help:    "Time from sending a request to the helpdesk until its answer arrived (status and headers) or it failed, by endpoint.",
+		Buckets: []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+	}, []string{"endpoint"})
+	reg.MustRegister(h)
+	return h
+}
+
 // statusClass is the metric label of a request's outcome.
 func statusClass(err error) string {
 	if err == nil {

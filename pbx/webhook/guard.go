@@ -39,6 +39,9 @@ type Guard struct {
 	MaxBody int64
 	// Logger receives one line per refused request, with the reason and never the token.
 	Logger *slog.Logger
+	// Observe, when set, is told the status every request was answered,
+	// whether the guard refused it or the source answered it.
+	Observe func(source string, status int)
 }
 
 // Wrap returns h behind the guard. The body h reads is the verified body.
@@ -53,6 +56,12 @@ func (g *Guard) Wrap(source string, h http.Handler) http.Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limited := w // MaxBytesReader closes the connection of a too large body through it
+		if g.Observe != nil {
+			sw := &statusWriter{ResponseWriter: w}
+			defer func() { g.Observe(source, sw.status()) }()
+			w = sw
+		}
 		refuse := func(status int, reason, msg string) {
 			log.Warn("webhook refused", "source", source, "status", status, "reason", reason, "remote", r.RemoteAddr)
 			WriteError(w, status, msg)
@@ -65,7 +74,7 @@ func (g *Guard) Wrap(source string, h http.Handler) http.Handler {
 			refuse(http.StatusUnauthorized, "missing or wrong token", "missing or wrong token")
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		body, err := io.ReadAll(http.MaxBytesReader(limited, r.Body, max))
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -83,6 +92,37 @@ func (g *Guard) Wrap(source string, h http.Handler) http.Handler {
 		r.ContentLength = int64(len(body))
 		h.ServeHTTP(w, r)
 	})
+}
+
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// status is the status answered; 200 when the handler wrote nothing.
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }
 
 func (g *Guard) tokenOK(r *http.Request) bool {
