@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/voipbridge/voipbridge/phone"
+	"github.com/voipbridge/voipbridge/chatwoot"
 	"github.com/voipbridge/voipbridge/robin"
 )
 
@@ -39,7 +38,8 @@ type ChatwootOptions struct {
 	// Token is a user's access token (CHATWOOT_API_TOKEN): an agent bot's
 	// token may not search contacts.
 	Token string
-	// HTTPClient sends the requests; nil means a default client.
+	// HTTPClient sends the requests; nil means one that follows no
+	// redirects.
 	HTTPClient *http.Client
 	// SearchLimit bounds contact searches (CHATWOOT_SEARCH_LIMIT); nil
 	// means DefaultChatwootSearchLimit.
@@ -67,8 +67,7 @@ type ChatwootOptions struct {
 // assignee's e-mail address, the directory (research: helpdesk-apis §3.1).
 type Chatwoot struct {
 	o       ChatwootOptions
-	base    string // …/api/v1/accounts/{id}
-	hc      *http.Client
+	cl      *chatwoot.Client
 	search  Gate
 	convers Gate
 
@@ -78,12 +77,6 @@ type Chatwoot struct {
 
 // NewChatwoot checks o and returns the resolver.
 func NewChatwoot(ctx context.Context, o ChatwootOptions) (*Chatwoot, error) {
-	if err := CheckChatwoot(o.URL, o.AccountID); err != nil {
-		return nil, err
-	}
-	if o.Token == "" {
-		return nil, errors.New("CHATWOOT_API_TOKEN is required with CHATWOOT_URL (or CHATWOOT_API_TOKEN_FILE)")
-	}
 	if o.Numbers == nil {
 		return nil, errors.New("chatwoot: no Numbers")
 	}
@@ -99,17 +92,13 @@ func NewChatwoot(ctx context.Context, o ChatwootOptions) (*Chatwoot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CHATWOOT_SEARCH_LIMIT: %w", err)
 	}
-	hc := o.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	if o.Count == nil {
-		o.Count = func(string, string) {}
+	cl, err := chatwoot.New(chatwoot.Options{URL: o.URL, AccountID: o.AccountID, Token: o.Token, HTTPClient: o.HTTPClient, Count: o.Count})
+	if err != nil {
+		return nil, err
 	}
 	return &Chatwoot{
 		o:       o,
-		base:    strings.TrimRight(o.URL, "/") + "/api/v1/accounts/" + o.AccountID,
-		hc:      hc,
+		cl:      cl,
 		search:  Gate{Quota: q, Priority: robin.PriorityPresence, Wait: o.Wait, Breaker: o.Breaker},
 		convers: Gate{Breaker: o.Breaker},
 	}, nil
@@ -117,40 +106,10 @@ func NewChatwoot(ctx context.Context, o ChatwootOptions) (*Chatwoot, error) {
 
 // CheckChatwoot reports what is wrong with CHATWOOT_URL and
 // CHATWOOT_ACCOUNT_ID.
-func CheckChatwoot(base, accountID string) error {
-	var errs []error
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, errors.New("CHATWOOT_URL: want an absolute http(s) URL"))
-	}
-	if _, err := strconv.ParseUint(accountID, 10, 63); err != nil {
-		errs = append(errs, fmt.Errorf("CHATWOOT_ACCOUNT_ID %q: want the account's number", accountID))
-	}
-	return errors.Join(errs...)
-}
+func CheckChatwoot(base, accountID string) error { return chatwoot.Check(base, accountID) }
 
 // Name returns "chatwoot".
 func (c *Chatwoot) Name() string { return ViaChatwoot }
-
-// cwContact is the part of a contact the resolver reads.
-type cwContact struct {
-	ID          int64  `json:"id"`
-	PhoneNumber string `json:"phone_number"`
-}
-
-// cwConversation is the part of a conversation the resolver reads. The
-// assignee is absent, not null, when nobody is assigned.
-type cwConversation struct {
-	ID             int64  `json:"id"` // the display id, as in the dashboard's URLs
-	Status         string `json:"status"`
-	LastActivityAt int64  `json:"last_activity_at"`
-	Meta           struct {
-		Assignee *struct {
-			Email              string `json:"email"`
-			AvailabilityStatus string `json:"availability_status"`
-		} `json:"assignee"`
-	} `json:"meta"`
-}
 
 // Resolve searches the contact by the caller's number, keeps the contacts
 // whose number is the caller's (the search matches substrings), and picks
@@ -164,18 +123,18 @@ func (c *Chatwoot) Resolve(ctx context.Context, caller string) (Match, error) {
 	if len(contacts) == 0 {
 		return Match{}, none("chatwoot: no contact with this number")
 	}
-	var convs []cwConversation
+	var convs []chatwoot.Conversation
 	for _, id := range contacts {
-		var page struct {
-			Payload []cwConversation `json:"payload"`
-		}
-		err := c.get(ctx, c.convers, "contact conversations", "/contacts/"+strconv.FormatInt(id, 10)+"/conversations", &page)
+		err := c.convers.Do(ctx, func(ctx context.Context) error {
+			list, err := c.cl.ContactConversations(ctx, id)
+			convs = append(convs, list...)
+			return err
+		})
 		if err != nil {
 			return Match{}, err
 		}
-		convs = append(convs, page.Payload...)
 	}
-	slices.SortStableFunc(convs, func(a, b cwConversation) int { return cmp.Compare(b.LastActivityAt, a.LastActivityAt) })
+	slices.SortStableFunc(convs, func(a, b chatwoot.Conversation) int { return cmp.Compare(b.LastActivityAt, a.LastActivityAt) })
 	why := "chatwoot: no open conversation"
 	for _, cv := range convs {
 		if cv.Status != "open" {
@@ -213,20 +172,18 @@ func (c *Chatwoot) contacts(ctx context.Context, caller string) ([]int64, error)
 	if time.Now().Before(hold) {
 		return nil, fmt.Errorf("%w until %s", ErrThrottled, hold.UTC().Format(time.RFC3339))
 	}
-	var page struct {
-		Payload []cwContact `json:"payload"`
-	}
-	// url.QueryEscape writes '+' as %2B: Rails reads a bare '+' as a space
-	// and the search would find nothing (chatwoot/chatwoot#3495).
-	err := c.get(ctx, c.search, "contacts/search", "/contacts/search?q="+url.QueryEscape(caller)+"&page=1", &page)
-	var he *HTTPError
-	if errors.As(err, &he) && he.Status == http.StatusTooManyRequests {
+	var found []chatwoot.Contact
+	err := c.search.Do(ctx, func(ctx context.Context) error {
+		var err error
+		found, err = c.cl.SearchContacts(ctx, caller, 1)
+		return err
+	})
+	var ce *robin.Error
+	if errors.As(err, &ce) && ce.Status == http.StatusTooManyRequests {
 		// rack-attack counts in fixed windows aligned to the minute and
-		// sends no Retry-After unless configured to.
-		until := time.Now().Add(he.RetryAfterDelay)
-		if he.RetryAfterDelay == 0 {
-			until = time.Now().Truncate(time.Minute).Add(time.Minute)
-		}
+		// sends no Retry-After unless configured to; the client's delay
+		// says until when.
+		until := time.Now().Add(ce.RetryAfter())
 		c.mu.Lock()
 		c.holdUntil = until
 		c.mu.Unlock()
@@ -236,29 +193,10 @@ func (c *Chatwoot) contacts(ctx context.Context, caller string) ([]int64, error)
 		return nil, err
 	}
 	var ids []int64
-	for _, ct := range page.Payload {
-		n := c.o.Numbers.Normalize(ct.PhoneNumber)
-		if n.Kind == phone.External && n.E164 == caller && len(ids) < maxContacts {
+	for _, ct := range chatwoot.Matching(found, caller, c.o.Numbers) {
+		if len(ids) < maxContacts {
 			ids = append(ids, ct.ID)
 		}
 	}
 	return ids, nil
-}
-
-// get asks Chatwoot through gate and decodes the answer into v.
-func (c *Chatwoot) get(ctx context.Context, gate Gate, endpoint, path string, v any) error {
-	return gate.Do(ctx, func(ctx context.Context) error {
-		op := "chatwoot " + endpoint
-		req, err := newRequest(ctx, c.base+path, op)
-		if err != nil {
-			return err
-		}
-		// The documented header is api_access_token; nginx drops headers
-		// with underscores by default (chatwoot/chatwoot#1057), and Rails
-		// reads this spelling as the same header.
-		req.Header.Set("Api-Access-Token", c.o.Token)
-		err = getJSON(c.hc, req, op, v)
-		c.o.Count(endpoint, statusOf(err))
-		return err
-	})
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/voipbridge/voipbridge/robin"
 )
 
-// maxBody bounds an answer read from the shop or Chatwoot.
+// maxBody bounds an answer read from the shop.
 const maxBody = 4 << 20
 
-// HTTPError is a non-2xx answer of the shop or Chatwoot. Its message never
+// HTTPError is a non-2xx answer of the shop. Its message never
 // contains a URL (which may carry credentials) or a token.
 type HTTPError struct {
 	// Op names the request, such as "chatwoot contact search".

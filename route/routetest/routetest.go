@@ -1,11 +1,12 @@
 // Package routetest has fakes of the services routing look-ups ask, built
 // from their public documentation (shared/reference and the research notes):
 // a shop's customer endpoint (ROBIN's dynamic integration), ROBIN's
-// conversation retrieval and Chatwoot's contact search and contact
-// conversations, with Chatwoot's substring search, '+' decoding, missing
-// meta.assignee and rack-attack throttle. Each serves on a loopback
-// listener (Start) or in process (Transport), which keeps a testing/synctest
-// bubble's clock going.
+// conversation retrieval and Chatwoot's account API (contact search and
+// creation, conversations, private notes, assignments, agents, for routing
+// and the Chatwoot call log), with Chatwoot's substring search, '+'
+// decoding, missing meta.assignee, 422 on a number that is not E.164 and
+// rack-attack throttle. Each serves on a loopback listener (Start) or in
+// process (Transport), which keeps a testing/synctest bubble's clock going.
 package routetest
 
 import (
