@@ -76,11 +76,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	if b.dir, err = extensions.Load(cfg.Extensions, cfg.ExtensionsFile); err != nil {
 		return nil, fmt.Errorf("extensions: %w", err)
 	}
-	if b.journal, err = events.OpenJournal(ctx, events.JournalOptions{
-		DataDir: cfg.DataDir, URL: cfg.NATSURL, Replicas: cfg.NATSReplicas, Name: cfg.JournalName,
-		SignalRetention: cfg.SignalRetention, SignalDedup: cfg.CallIDReuse, Logger: log,
-		SignalMaxBytes: cfg.SignalMaxBytes, MinFree: cfg.JournalMinFree,
-	}); err != nil {
+	if b.journal, err = events.OpenJournal(ctx, journalOptions(cfg, log)); err != nil {
 		return nil, err
 	}
 	b.reg.MustRegister(&journalCollector{j: b.journal})

@@ -29,7 +29,11 @@ commands:
   serve        run the bridge (default); configured by environment variables
   demo         run the whole flow on this machine: a simulated PBX, the bridge
                and a fake helpdesk, printing what happens (voipbridge demo -h)
-  check        validate the configuration and the extension directory, then exit
+  check        validate the configuration and the extension directory, then exit;
+               --online also logs in to ROBIN, the PBX, Chatwoot and the shop
+  send-test-event
+               post one labelled test call to ROBIN and print its answers
+               (voipbridge send-test-event -h)
   deadletters  list or replay events the helpdesk rejected (list | replay [ID])
   healthcheck  exit 0 when the bridge on HTTP_ADDR answers /healthz (for
                container health checks; the image has no curl)
@@ -63,10 +67,9 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	case "demo":
 		return demo(args, environ, stdout, stderr)
 	case "check":
-		if !noArgs("check", args, stdout, stderr) {
-			return exitFor(args)
-		}
-		return check(environ, stdout, stderr)
+		return check(args, environ, stdout, stderr)
+	case "send-test-event":
+		return sendTestEvent(args, environ, stdout, stderr)
 	case "deadletters":
 		return deadletters(args, environ, stdout, stderr)
 	case "healthcheck":
@@ -178,11 +181,22 @@ func serve(environ []string, stderr io.Writer) int {
 }
 
 // check reports every configuration problem, or a summary, without
-// starting anything.
-func check(environ []string, stdout, stderr io.Writer) int {
-	cfg, err := bridge.LoadConfig(environ)
-	if err != nil {
-		fmt.Fprintf(stderr, "voipbridge: configuration is not valid:\n%s\n", indent(err.Error()))
+// starting anything; with --online it also logs in to everything
+// configured, one line per check, and exits 1 if one failed.
+func check(args, environ []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	online := fs.Bool("online", false, "also log in to everything configured (ROBIN, the PBX, Chatwoot, the shop) and say what works")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: voipbridge check [--online]\n\nconfigured by environment variables: see the README\n")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	cfg, ok := loadConfig(environ, stderr)
+	if !ok {
 		return 2
 	}
 	summary, err := bridge.Check(cfg)
@@ -191,7 +205,20 @@ func check(environ []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stdout, "configuration is valid\n%s", summary)
-	return 0
+	if !*online {
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintln(stdout, "\nonline:")
+	code := 0
+	for _, c := range bridge.CheckOnline(ctx, cfg, bridge.CheckOptions{}) {
+		fmt.Fprintln(stdout, c)
+		if !c.OK {
+			code = 1
+		}
+	}
+	return code
 }
 
 // signalContext is cancelled by the first SIGINT or SIGTERM (drain); a second
