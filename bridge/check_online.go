@@ -204,7 +204,7 @@ func openHelpdesk(ctx context.Context, cfg Config, log *slog.Logger) (*Helpdesk,
 		h.quota, err = b.newQuota(ctx)
 	} else {
 		h.quota, err = robin.NewQuota(ctx, robin.QuotaOptions{
-			Windows: windows, Share: cfg.Quota.Share, PresenceReserve: cfg.Quota.PresenceReserve, Hold: cfg.RobinTimeout + time.Second,
+			Windows: windows, Share: cfg.Quota.Share, PresenceReserve: cfg.Quota.PresenceReserve,
 		})
 	}
 	if err == nil {

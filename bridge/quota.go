@@ -76,8 +76,6 @@ func (b *Bridge) newQuota(ctx context.Context) (*robin.Quota, error) {
 	q, err := robin.NewQuota(ctx, robin.QuotaOptions{
 		Windows: windows, Share: b.cfg.Quota.Share, PresenceReserve: b.cfg.Quota.PresenceReserve,
 		Store: robin.NewKVQuotaStore(kv, quotaKey(b.cfg.RobinAPIKey)),
-		// Every request to ROBIN ends within ROBIN_TIMEOUT.
-		Hold: b.cfg.RobinTimeout + time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("quota: %w", err)

@@ -1,6 +1,7 @@
 package robin
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
@@ -170,12 +171,6 @@ type QuotaOptions struct {
 	// Store persists the record of started requests; nil keeps it in memory
 	// only, so a restart forgets what was sent.
 	Store QuotaStore
-	// Hold is the longest a request acquired with Acquire can be in flight
-	// (its timeout, ROBIN_TIMEOUT, plus a margin); zero means 30s. The
-	// stored record counts a request in flight as answered at its admission
-	// plus Hold, so that after a crash, or in another process sharing the
-	// record, it counts at least as long as it can have counted at ROBIN.
-	Hold time.Duration
 	// Now reads the wall clock; nil means time.Now. Reserve sleeps on the
 	// runtime's timers, so a clock other than time.Now is only meaningful
 	// with TryReserve and ReadyAt (tools and benchmarks). Tests of timing
@@ -214,10 +209,14 @@ type WindowUsage struct {
 // requests whose sending is instant (tools and tests).
 //
 // With a Store, every admission is persisted (compare-and-set) before the
-// request may start, a request in flight stored as answered at admission
-// plus Hold: a crash after the request was sent cannot give quota back, a
-// restart cannot burst, and processes sharing one store share one quota.
-// An answer is stored with the next admission's write.
+// request may start, a request in flight stored at its admission: a crash
+// after the request was sent cannot give quota back, a restart cannot
+// burst, and processes sharing one store share one quota. An answer moves
+// the request to its answer's instant with the next admission's write.
+// Another process (or a restart) counts a request in flight from its
+// admission, not from its arrival at the helpdesk: the windows hold on the
+// helpdesk's clock within one process, and across processes up to the
+// spread of request latencies, which Share's headroom absorbs.
 //
 // The record is exact for windows up to one minute with limits up to 1000
 // (a timestamp log) and counts other windows in buckets of 1/3600 of the
@@ -241,9 +240,11 @@ type Quota struct {
 	rev     uint64
 	waiters quotaWaiters
 	seq     uint64
-	hold    int64            // nanoseconds
 	flight  map[uint64]int64 // requests in flight: id -> admission instant
-	lastID  uint64
+	// stored is the instant each request in flight has in the stored
+	// record, so a reload does not count it twice.
+	stored map[uint64]int64
+	lastID uint64
 
 	conflicts atomic.Uint64
 }
@@ -295,11 +296,8 @@ func NewQuota(ctx context.Context, o QuotaOptions) (*Quota, error) {
 		windows: eff,
 		write:   make(chan struct{}, 1),
 		st:      newQuotaState(wins),
-		hold:    int64(o.Hold),
 		flight:  map[uint64]int64{},
-	}
-	if q.hold <= 0 {
-		q.hold = int64(30 * time.Second)
+		stored:  map[uint64]int64{},
 	}
 	if q.now == nil {
 		q.now = time.Now
@@ -380,6 +378,7 @@ func (q *Quota) release(id uint64, sent bool) {
 		return
 	}
 	delete(q.flight, id)
+	delete(q.stored, id)
 	if sent {
 		now := q.nowNanos()
 		q.st.advance(now)
@@ -561,6 +560,7 @@ func (q *Quota) try(ctx context.Context, p Priority, w *quotaWaiter, hold bool) 
 		}
 		if hold {
 			delete(q.flight, id)
+			delete(q.stored, id)
 		} else {
 			q.st.remove(at)
 		}
@@ -576,20 +576,25 @@ func (q *Quota) try(ctx context.Context, p Priority, w *quotaWaiter, hold bool) 
 }
 
 // encodeLocked encodes the record to store: the windows as they are, and
-// every request in flight as answered at its admission plus Hold (or now,
-// if that has passed), the latest it can have reached the helpdesk.
+// every request in flight at its admission (or the newest instant recorded,
+// if later), remembered in q.stored.
 func (q *Quota) encodeLocked(now int64) []byte {
 	if len(q.flight) == 0 {
 		return q.st.encode(nil, now)
 	}
-	ends := make([]int64, 0, len(q.flight))
-	for _, t := range q.flight {
-		ends = append(ends, max(t+q.hold, now))
+	type fl struct {
+		id uint64
+		at int64
 	}
-	slices.Sort(ends)
-	added := make([]int64, len(ends))
-	for i, t := range ends {
-		added[i] = q.st.add(t)
+	order := make([]fl, 0, len(q.flight))
+	for id, t := range q.flight {
+		order = append(order, fl{id, t})
+	}
+	slices.SortFunc(order, func(a, b fl) int { return cmp.Compare(a.at, b.at) })
+	added := make([]int64, len(order))
+	for i, f := range order {
+		added[i] = q.st.add(f.at)
+		q.stored[f.id] = added[i]
 	}
 	rec := q.st.encode(nil, now)
 	for i := len(added) - 1; i >= 0; i-- {
@@ -611,6 +616,11 @@ func (q *Quota) reload(ctx context.Context) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.st.load(rec, q.nowNanos())
+	// The record holds this process's requests in flight, which it counts
+	// as in flight already.
+	for _, t := range q.stored {
+		q.st.removeAt(t)
+	}
 	q.rev = rev
 	return nil
 }

@@ -71,7 +71,7 @@ func TestQuotaHoldsOnHelpdeskClock(t *testing.T) {
 	}{{"counted at admission", false}, {"held until answered", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				q := newTestQuota(t, QuotaOptions{Windows: windows, Store: &quotaMemStore{}, Hold: 11 * time.Second})
+				q := newTestQuota(t, QuotaOptions{Windows: windows, Store: &quotaMemStore{}})
 				arrivals := runArrivals(t, q, 400, 4, tc.acquire, 7)
 				v := quotaViolations(arrivals, windows)
 				u := overallUtilisation(arrivals, windows)
@@ -93,28 +93,36 @@ func TestQuotaHoldsOnHelpdeskClock(t *testing.T) {
 	}
 }
 
-// TestQuotaInFlightStored: a request in flight is stored as answered at its
-// admission plus Hold, so a process that loads the record (a restart after
-// a crash, or a second bridge on the key) counts it at least that long; its
-// real answer replaces that with the next admission's write.
+// TestQuotaInFlightStored: a request in flight is stored at its admission,
+// so a process that loads the record (a restart after a crash, or a second
+// bridge on the key) counts it; its real answer moves it with the next
+// admission's write, and a reload does not count this process's own
+// requests in flight twice.
 func TestQuotaInFlightStored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		windows := mustQuotaWindows(t, "1/1s")
+		windows := mustQuotaWindows(t, "1/1s,3/1m")
 		store := &quotaMemStore{}
-		hold := 10 * time.Second
-		q1 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store, Hold: hold})
+		q1 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store})
 		start := time.Now()
 		release, err := q1.Acquire(context.Background(), PriorityNormal)
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The process "crashes" with the request in flight.
-		q2 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store, Hold: hold})
-		if ready := q2.ReadyAt(PriorityNormal); !ready.Equal(start.Add(hold + time.Second)) {
-			t.Errorf("after a crash in flight the record allows the next request at +%v, want +%v", ready.Sub(start), hold+time.Second)
+		q2 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store})
+		if ready := q2.ReadyAt(PriorityNormal); !ready.Equal(start.Add(time.Second)) {
+			t.Errorf("after a crash in flight the record allows the next request at +%v, want +1s", ready.Sub(start))
 		}
-		// The same process releases after 200 ms: its own next request may
-		// go one window after the answer, not after admission plus Hold.
+		// A reload (as after a compare-and-set conflict) does not count
+		// q1's own request in flight twice.
+		if err := q1.reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if u := q1.Usage(); u[1].Used != 1 {
+			t.Errorf("after a reload the minute window holds %d, want 1 (the request in flight, once)", u[1].Used)
+		}
+		// The answer comes after 200 ms: the next request may go one window
+		// after the answer.
 		time.Sleep(200 * time.Millisecond)
 		release(true)
 		release(true) // a second call changes nothing
@@ -127,11 +135,14 @@ func TestQuotaInFlightStored(t *testing.T) {
 		if got := time.Since(start); got != 1200*time.Millisecond {
 			t.Errorf("next request admitted at +%v, want +1.2s", got)
 		}
-		// That write stored the real answer: a fresh load no longer counts
-		// the first request at admission plus Hold.
-		q3 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store, Hold: hold})
+		// That write stored the answer's instant: a fresh load sees both
+		// requests, the first at its answer, and no more.
+		q3 := newTestQuota(t, QuotaOptions{Windows: windows, Store: store})
+		if u := q3.Usage(); u[1].Used != 2 {
+			t.Errorf("a fresh load counts %d requests in the minute, want 2", u[1].Used)
+		}
 		if ready := q3.ReadyAt(PriorityNormal); !ready.Equal(start.Add(2200 * time.Millisecond)) {
-			t.Errorf("after the next write the record allows a request at +%v, want +2.2s", ready.Sub(start))
+			t.Errorf("a fresh load allows a request at +%v, want +2.2s", ready.Sub(start))
 		}
 	})
 }

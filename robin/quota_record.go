@@ -299,6 +299,44 @@ func (st *quotaState) remove(t int64) {
 	}
 }
 
+// removeAt takes back one request recorded at t, wherever it is in the
+// record (a request of this process's in flight, found in a reloaded
+// record). A request the windows have passed is gone already.
+func (st *quotaState) removeAt(t int64) {
+	if st.logHorizon > 0 {
+		if i, ok := slices.BinarySearch(st.log, t); ok {
+			st.log = slices.Delete(st.log, i, i+1)
+			for k := range st.wins {
+				if w := &st.wins[k]; w.series < 0 && w.first > i {
+					w.first--
+				}
+			}
+		}
+	}
+	for si := range st.series {
+		s := &st.series[si]
+		idx := t / s.width
+		j, ok := slices.BinarySearchFunc(s.b, idx, func(b quotaBucket, idx int64) int { return cmp.Compare(b.idx, idx) })
+		if !ok || s.b[j].n == 0 {
+			continue
+		}
+		for k := range st.wins {
+			if w := &st.wins[k]; w.series == si && w.first <= j {
+				w.sum--
+			}
+		}
+		s.b[j].n--
+		if s.b[j].n == 0 {
+			s.b = slices.Delete(s.b, j, j+1)
+			for k := range st.wins {
+				if w := &st.wins[k]; w.series == si && w.first > j {
+					w.first--
+				}
+			}
+		}
+	}
+}
+
 // load replaces the record with a stored one. When the stored record has
 // the same layout (the usual case: every process uses the same windows) it
 // is taken as it is. Otherwise each part is rebuilt from the most precise
