@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,7 @@ func (b *Bridge) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 		ID     uint64       `json:"id"`
 		CallID string       `json:"call_id"`
 		Event  events.Event `json:"event"`
+		Sink   string       `json:"sink"` // where a replay sends it
 		Status int          `json:"status,omitempty"`
 		Body   string       `json:"body,omitempty"`
 		Reason string       `json:"reason"`
@@ -64,7 +66,7 @@ func (b *Bridge) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]item, 0, len(all))
 	for _, dl := range all {
-		out = append(out, item{dl.ID, dl.Envelope.Event.ID, dl.Envelope.Event, dl.Status, dl.Body, dl.Reason, dl.Time.Format("2006-01-02T15:04:05Z07:00")})
+		out = append(out, item{dl.ID, dl.Envelope.Event.ID, dl.Envelope.Event, cmp.Or(dl.Sink, "robin"), dl.Status, dl.Body, dl.Reason, dl.Time.Format("2006-01-02T15:04:05Z07:00")})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deadletters": out})
 }
