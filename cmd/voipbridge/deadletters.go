@@ -96,6 +96,7 @@ func deadletters(args, environ []string, stdout, stderr io.Writer) int {
 			Type string `json:"EventType"`
 			Ext  string `json:"PhoneExtension"`
 		} `json:"event"`
+		Sink   string `json:"sink"`
 		Status int    `json:"status"`
 		Reason string `json:"reason"`
 		Time   string `json:"time"`
@@ -107,9 +108,9 @@ func deadletters(args, environ []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tCALL\tEVENT\tEXT\tSTATUS\tREASON\tANSWER")
+	fmt.Fprintln(tw, "ID\tTIME\tSINK\tCALL\tEVENT\tEXT\tSTATUS\tREASON\tANSWER")
 	for _, d := range list {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Time, d.CallID, d.Event.Type, d.Event.Ext, d.Status, d.Reason, oneLine(d.Body, 60))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Time, d.Sink, d.CallID, d.Event.Type, d.Event.Ext, d.Status, d.Reason, oneLine(d.Body, 60))
 	}
 	tw.Flush()
 	return 0

@@ -57,7 +57,7 @@ func TestDeadlettersCommand(t *testing.T) {
 			t.Fatalf("list: %d %s", code, errOut)
 		}
 		if strings.Contains(out, "x1") {
-			if !strings.Contains(out, "406") || !strings.Contains(out, "unknown extension") || !strings.Contains(out, "Answered") {
+			if !strings.Contains(out, "406") || !strings.Contains(out, "unknown extension") || !strings.Contains(out, "Answered") || !strings.Contains(out, "robin") {
 				t.Fatalf("list output lacks the details:\n%s", out)
 			}
 			break
