@@ -3,17 +3,21 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/voipbridge/voipbridge/robin/robintest"
+	"github.com/voipbridge/voipbridge/route/routetest"
 )
 
-// TestKillNineWithTwoSinks: register-event and the missed-call follow-ups
-// both behind a slow ROBIN; SIGKILL, restart: nothing lost on either sink,
-// and each repeats at most the requests it had in flight (one worker each).
-func TestKillNineWithTwoSinks(t *testing.T) {
+// TestKillNineWithSinks: register-event and the missed-call follow-ups
+// behind a slow ROBIN, and the Chatwoot call log behind a slow Chatwoot;
+// SIGKILL, restart: nothing lost on any sink, each repeats at most the
+// requests it had in flight (one worker each), and Chatwoot's contacts and
+// conversations are created once.
+func TestKillNineWithSinks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
@@ -21,12 +25,20 @@ func TestKillNineWithTwoSinks(t *testing.T) {
 	fake := robintest.NewServer(robintest.Options{APIKey: "kill-key", APISecret: "kill-secret"})
 	defer fake.Close()
 	slow := slowHelpdesk(t, fake, 60*time.Millisecond)
+	cw := routetest.NewChatwoot(3, "cw-token")
+	cw.AddInbox(routetest.ChatwootInbox{ID: 4, Name: "Phone", ChannelType: "Channel::Api"})
+	cwURL := routetest.Start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // a slow Chatwoot, so the kill finds work in flight
+		cw.ServeHTTP(w, r)
+	}))
 	dir, addr := t.TempDir(), freeAddr(t)
 	env := []string{
 		"HTTP_ADDR=" + addr, "DATA_DIR=" + dir, "LOG_FORMAT=json",
 		"ROBIN_API_URL=" + slow.URL, "ROBIN_PRESENCE_URL=" + slow.URL + "/api/v1", "ROBIN_API_KEY=kill-key", "ROBIN_API_SECRET=kill-secret",
 		"WEBHOOK_TOKEN=kill-token", "TRANSFER_WINDOW=0s", "DELIVERY_WORKERS=1", "ROBIN_RATE_LIMITS=1000/1s",
 		"MISSED_CALL_CHANNEL=missed",
+		"CHATWOOT_URL=" + cwURL, "CHATWOOT_ACCOUNT_ID=3", "CHATWOOT_API_TOKEN=cw-token", "CHATWOOT_INBOX_ID=4",
+		"CHATWOOT_RATE_LIMITS=10000/1m",
 	}
 	cmd := startProcess(t, bin, addr, env)
 	const calls = 30
@@ -36,7 +48,7 @@ func TestKillNineWithTwoSinks(t *testing.T) {
 		postWebhook(t, addr, "kill-token", fmt.Sprintf(`{"call_id":"m%d","event":"ended","from":%q,"to":"+31858770023"}`, i, from))
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for len(fake.Messages()) < 3 || len(fake.Events()) < 3 {
+	for len(fake.Messages()) < 3 || len(fake.Events()) < 3 || len(cw.Messages()) < 3 {
 		if time.Now().After(deadline) {
 			t.Fatalf("before the kill: %d events, %d messages", len(fake.Events()), len(fake.Messages()))
 		}
@@ -46,11 +58,11 @@ func TestKillNineWithTwoSinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	ev, msg := len(fake.Events()), len(fake.Messages())
-	if ev >= calls && msg >= calls {
-		t.Fatal("both sinks delivered everything before the kill; the test proves nothing")
+	ev, msg, notesBefore := len(fake.Events()), len(fake.Messages()), len(cw.Messages())
+	if ev >= calls && msg >= calls && notesBefore >= calls {
+		t.Fatal("every sink delivered everything before the kill; the test proves nothing")
 	}
-	t.Logf("killed with %d of %d events and %d of %d follow-ups delivered", ev, calls, msg, calls)
+	t.Logf("killed with %d of %d events, %d of %d follow-ups and %d of %d Chatwoot notes delivered", ev, calls, msg, calls, notesBefore, calls)
 	cmd = startProcess(t, bin, addr, env)
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 
@@ -85,8 +97,33 @@ func TestKillNineWithTwoSinks(t *testing.T) {
 		t.Errorf("%d distinct calls reached register-event, want %d", len(seen), calls)
 	}
 	msgRepeats := len(fake.Messages()) - len(byID)
-	t.Logf("repeats: %d on register-event, %d on the follow-ups", eventRepeats, msgRepeats)
-	if eventRepeats > 1 || msgRepeats > 1 {
-		t.Errorf("repeats %d and %d: want at most one per sink (one request in flight each at the kill)", eventRepeats, msgRepeats)
+	// Chatwoot: one contact and one conversation per caller, one note per
+	// missed call.
+	notes := map[int]int{}
+	for {
+		notes = map[int]int{}
+		for _, m := range cw.Messages() {
+			if m.Private {
+				notes[m.Conversation]++
+			}
+		}
+		if len(notes) == calls {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Chatwoot notes after the restart: %d conversations of %d have one", len(notes), calls)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	noteRepeats := 0
+	for _, n := range notes {
+		noteRepeats += n - 1
+	}
+	if c, v := len(cw.Contacts()), len(cw.Conversations()); c != calls || v != calls {
+		t.Errorf("Chatwoot has %d contacts and %d conversations, want %d of each (created once)", c, v, calls)
+	}
+	t.Logf("repeats: %d on register-event, %d on the follow-ups, %d Chatwoot notes", eventRepeats, msgRepeats, noteRepeats)
+	if eventRepeats > 1 || msgRepeats > 1 || noteRepeats > 1 {
+		t.Errorf("repeats %d, %d and %d: want at most one per sink (one request in flight each at the kill)", eventRepeats, msgRepeats, noteRepeats)
 	}
 }
