@@ -87,6 +87,7 @@ type Board struct {
 	mu       sync.Mutex
 	nums     *numbers
 	rows     []*eventRow // ring of the last eventRing events, oldest first
+	seq      uint64      // events seen
 	byMsg    map[string]*eventRow
 	chart    chart
 	changed  chan struct{} // closed and replaced when rows or the chart change
@@ -106,6 +107,7 @@ type Board struct {
 // eventRow is one recent event and its state at each sink.
 type eventRow struct {
 	env   events.Envelope
+	seq   uint64
 	sinks []Delivery
 }
 
@@ -180,7 +182,8 @@ func (b *Board) Committed(batch []events.Envelope) {
 		if _, ok := b.byMsg[env.MsgID]; ok {
 			continue // a restart's replay of a batch already seen
 		}
-		r := &eventRow{env: env, sinks: make([]Delivery, len(b.o.Sinks))}
+		b.seq++
+		r := &eventRow{env: env, seq: b.seq, sinks: make([]Delivery, len(b.o.Sinks))}
 		for i, s := range b.o.Sinks {
 			r.sinks[i] = Delivery{Sink: s, State: StateQueued, Reason: "queued"}
 		}

@@ -3,6 +3,8 @@ package board
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -354,6 +356,23 @@ func readStream(t *testing.T, u, last string) string {
 	return ""
 }
 
+// openStream opens the board's stream for at most 20s and returns its
+// lines.
+func openStream(t *testing.T, base string) *bufio.Scanner {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/board/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	return sc
+}
+
 // TestBoardStreamOutlivesServerTimeouts: the stream goes on past the
 // server's read and write timeouts (HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT),
 // and ends when the bridge drains.
@@ -370,14 +389,8 @@ func TestBoardStreamOutlivesServerTimeouts(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	resp, err := http.Get(srv.URL + "/v1/board/stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	sc := openStream(t, srv.URL)
 	start := time.Now()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
 	moved := false
 	for sc.Scan() {
 		if time.Since(start) > time.Second && !moved {
@@ -385,7 +398,7 @@ func TestBoardStreamOutlivesServerTimeouts(t *testing.T) {
 			moved = true
 			f.setCalls(nil)
 		}
-		if moved && strings.HasPrefix(sc.Text(), `data: {"total":0`) {
+		if moved && strings.HasPrefix(sc.Text(), `data: {"meta":{"total":0`) {
 			break
 		}
 	}
@@ -430,5 +443,54 @@ func TestBoardShowsCallsAndDeliveries(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("snapshot lacks %s:\n%s", want, body)
 		}
+	}
+}
+
+// TestBoardStreamSendsChangedRows: after the whole calls part, a stream
+// gets only the rows that changed and the keys of those gone, so a board of
+// hundreds of calls costs a row per change.
+func TestBoardStreamSendsChangedRows(t *testing.T) {
+	f := newFakeBridge()
+	var calls []events.LiveCall
+	for i := range 100 {
+		calls = append(calls, events.LiveCall{Key: fmt.Sprint("generic|k", i), Source: "generic", CallID: fmt.Sprint("k", i),
+			Direction: events.Inbound, Customer: "+31201234567", State: "ringing", Started: time.Unix(1700000000+int64(i), 0)})
+	}
+	f.setCalls(calls)
+	_, srv := serve(t, Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, f)
+	sc := openStream(t, srv.URL)
+	next := func(event string) string {
+		t.Helper()
+		for sc.Scan() {
+			if sc.Text() == "event: "+event && sc.Scan() {
+				return strings.TrimPrefix(sc.Text(), "data: ")
+			}
+		}
+		t.Fatalf("no %s event: %v", event, sc.Err())
+		return ""
+	}
+	if full := next("calls"); strings.Count(full, `"key"`) != 100 {
+		t.Fatalf("the first calls part holds %d rows, want 100", strings.Count(full, `"key"`))
+	}
+	changed := append([]events.LiveCall(nil), calls[1:]...)
+	changed[41].State, changed[41].Agent = "answered", "201"
+	f.setCalls(changed)
+	var d struct {
+		Meta struct {
+			Total int `json:"total"`
+		} `json:"meta"`
+		Upsert []json.RawMessage `json:"upsert"`
+		Remove []string          `json:"remove"`
+	}
+	if err := json.Unmarshal([]byte(next("calls-delta")), &d); err != nil {
+		t.Fatal(err)
+	}
+	// k0 left the live view: it shows as ended (and leaves after
+	// EndedFor); k42 was answered; the 98 others are not sent again.
+	rows := fmt.Sprintf("%s", d.Upsert)
+	if d.Meta.Total != 99 || len(d.Upsert) != 2 || len(d.Remove) != 0 ||
+		!strings.Contains(rows, `"call_id":"k0"`) || !strings.Contains(rows, `"state":"ended"`) ||
+		!strings.Contains(rows, `"call_id":"k42"`) || !strings.Contains(rows, `"state":"answered","agent":"201"`) {
+		t.Fatalf("delta: total %d, rows %s, removed %v", d.Meta.Total, d.Upsert, d.Remove)
 	}
 }

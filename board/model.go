@@ -77,7 +77,9 @@ type Calls struct {
 // Event is a recent event on the board.
 type Event struct {
 	// Key identifies the event's row (a digest of its journal id).
-	Key       string     `json:"key"`
+	Key string `json:"key"`
+	// Seq orders the events as they were journaled.
+	Seq       uint64     `json:"seq"`
 	CallID    string     `json:"call_id"`
 	Type      string     `json:"type"`
 	Number    string     `json:"number"`
@@ -308,7 +310,7 @@ func (b *Board) buildEvents(ctx context.Context, deadTotal uint64, refreshDead b
 		r := b.rows[i]
 		e := r.env.Event
 		ev := Event{
-			Key: rowKey(r.env.MsgID), CallID: b.nums.scrubNumber(e.ID, e.PhoneNumber), Type: string(e.Type),
+			Key: rowKey(r.env.MsgID), Seq: r.seq, CallID: b.nums.scrubNumber(e.ID, e.PhoneNumber), Type: string(e.Type),
 			Number: b.nums.show(e.PhoneNumber), E164: b.nums.e164(e.PhoneNumber), Ext: e.PhoneExtension,
 			Direction: e.Direction, Source: r.env.Source, At: r.env.Created.UnixMilli(),
 			Sinks: make([]Delivery, 0, len(r.sinks)),

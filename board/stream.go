@@ -35,6 +35,64 @@ type publisher struct {
 	viewers   int           // open streams; the builder runs while > 0
 	stop      chan struct{} // closed to stop the builder
 	deadTotal uint64        // dead letters waiting, from the last health
+
+	// The calls and the events change a row at a time: streams get what
+	// changed (deltas[part][v%deltaRing] takes version v-1 to v), and a
+	// whole part only when they open or fall further behind than the ring.
+	rows   [nParts]map[string][]byte // key to the row as last published
+	deltas [nParts][deltaRing]delta
+}
+
+// deltaRing is how many versions of a part a stream may fall behind and
+// still be sent only what changed.
+const deltaRing = 64
+
+type delta struct {
+	ver  uint64
+	data []byte
+}
+
+// Delta takes the calls or the events part from one version to the next:
+// the part's figures as a whole (Meta), the rows that are new or changed,
+// and the keys of the rows gone.
+type Delta struct {
+	Meta   any               `json:"meta"`
+	Upsert []json.RawMessage `json:"upsert"`
+	Remove []string          `json:"remove"`
+}
+
+// callsMeta and eventsMeta are the calls and events parts without rows.
+type callsMeta struct {
+	Total    int            `json:"total"`
+	Hidden   int            `json:"hidden"`
+	ByState  map[string]int `json:"by_state"`
+	Masked   bool           `json:"masked,omitempty"`
+	MaxCalls int            `json:"max_calls"`
+}
+
+type eventsMeta struct {
+	DeadLetters []DeadLetterRow `json:"dead_letters"`
+	DeadTotal   uint64          `json:"dead_total"`
+}
+
+// rowsOf returns a part's figures and its rows by key, for the parts that
+// are sent as deltas.
+func rowsOf(part any) (meta any, rows map[string][]byte, ok bool) {
+	switch v := part.(type) {
+	case Calls:
+		rows = make(map[string][]byte, len(v.Calls))
+		for _, c := range v.Calls {
+			rows[c.Key], _ = json.Marshal(c)
+		}
+		return callsMeta{v.Total, v.Hidden, v.ByState, v.Masked, v.MaxCalls}, rows, true
+	case Events:
+		rows = make(map[string][]byte, len(v.Events))
+		for _, e := range v.Events {
+			rows[e.Key], _ = json.Marshal(e)
+		}
+		return eventsMeta{v.DeadLetters, v.DeadTotal}, rows, true
+	}
+	return nil, nil, false
 }
 
 func newPublisher(b *Board) *publisher {
@@ -80,6 +138,29 @@ func (p *publisher) publish(parts [nParts]any) {
 			p.b.log.Error("board: encoding", "part", partNames[i], "err", err)
 		}
 	}
+	var rows [nParts]map[string][]byte
+	var deltas [nParts][]byte
+	for i, v := range parts {
+		meta, r, ok := rowsOf(v)
+		if !ok {
+			continue
+		}
+		d := Delta{Meta: meta, Upsert: []json.RawMessage{}, Remove: []string{}}
+		p.mu.Lock()
+		for k, row := range r {
+			if !bytes.Equal(row, p.rows[i][k]) {
+				d.Upsert = append(d.Upsert, row)
+			}
+		}
+		for k := range p.rows[i] {
+			if _, ok := r[k]; !ok {
+				d.Remove = append(d.Remove, k)
+			}
+		}
+		p.mu.Unlock()
+		rows[i] = r
+		deltas[i], _ = json.Marshal(d)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	changed := false
@@ -90,6 +171,10 @@ func (p *publisher) publish(parts [nParts]any) {
 		p.data[i] = d
 		p.vers[i]++
 		changed = true
+		if rows[i] != nil {
+			p.rows[i] = rows[i]
+			p.deltas[i][p.vers[i]%deltaRing] = delta{ver: p.vers[i], data: deltas[i]}
+		}
 	}
 	if changed {
 		close(p.changed)
@@ -133,6 +218,25 @@ func (p *publisher) build(want [nParts]bool) (live <-chan struct{}, nextEnd time
 	}
 	p.publish(parts)
 	return live, nextEnd
+}
+
+// deltasOf returns what takes part i from version from to version to, if
+// the ring still holds all of it.
+func (p *publisher) deltasOf(i int, from, to uint64) ([][]byte, bool) {
+	if to-from > deltaRing {
+		return nil, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out [][]byte
+	for v := from + 1; v <= to; v++ {
+		d := p.deltas[i][v%deltaRing]
+		if d.ver != v {
+			return nil, false
+		}
+		out = append(out, d.data)
+	}
+	return out, true
 }
 
 // snapshot returns every part: as published while the builder runs, else
@@ -267,14 +371,28 @@ func (b *Board) serveStream(w http.ResponseWriter, r *http.Request, v viewer) {
 	for {
 		data, vers, changed := p.current()
 		for i := range nParts {
-			if vers[i] != sent[i] && data[i] != nil {
-				buf.WriteString("event: ")
-				buf.WriteString(partNames[i])
-				buf.WriteString("\ndata: ")
-				buf.Write(data[i])
-				buf.WriteString("\n\n")
-				sent[i] = vers[i]
+			if vers[i] == sent[i] || data[i] == nil {
+				continue
 			}
+			if sent[i] > 0 {
+				if deltas, ok := p.deltasOf(i, sent[i], vers[i]); ok {
+					for _, d := range deltas {
+						buf.WriteString("event: ")
+						buf.WriteString(partNames[i])
+						buf.WriteString("-delta\ndata: ")
+						buf.Write(d)
+						buf.WriteString("\n\n")
+					}
+					sent[i] = vers[i]
+					continue
+				}
+			}
+			buf.WriteString("event: ")
+			buf.WriteString(partNames[i])
+			buf.WriteString("\ndata: ")
+			buf.Write(data[i])
+			buf.WriteString("\n\n")
+			sent[i] = vers[i]
 		}
 		if buf.Len() > 0 && !write() {
 			return

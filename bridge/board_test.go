@@ -87,7 +87,7 @@ func TestBoardMaskedEndToEnd(t *testing.T) {
 				t.Fatal("the stream ended early")
 			}
 			switch {
-			case strings.Contains(l, `"call_id":"m1"`) && strings.HasPrefix(l, `data: {"total"`):
+			case strings.Contains(l, `"call_id":"m1"`) && strings.Contains(l, `"caller":`):
 				calls = l
 			case strings.Contains(l, `"call_id":"m1"`) && strings.Contains(l, `"state":"delivered"`):
 				evs = l

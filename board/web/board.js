@@ -116,6 +116,27 @@
     setText(s.dur, duration((s.c.ended || now()) - s.c.started));
   }
 
+  // The stream sends the calls and the events whole when it opens, then
+  // the rows that changed (upsert) and the keys of those gone (remove).
+  function keyedPart(listName, render, order) {
+    const byKey = new Map();
+    const list = () => order([...byKey.values()]);
+    return {
+      full(d) {
+        byKey.clear();
+        for (const r of d[listName]) byKey.set(r.key, r);
+        render(d);
+      },
+      delta(d) {
+        for (const k of d.remove) byKey.delete(k);
+        for (const r of d.upsert) byKey.set(r.key, r);
+        render({ ...d.meta, [listName]: list() });
+      },
+    };
+  }
+  const callsPart = keyedPart('calls', (d) => renderCalls(d), (rows) => rows);
+  const eventsPart = keyedPart('events', (d) => renderEvents(d), (rows) => rows.sort((a, b) => b.seq - a.seq));
+
   function renderCalls(d) {
     last.calls = d;
     const seen = new Set();
@@ -424,15 +445,17 @@
       admin = d.admin;
       return;
     }
-    if (name === 'calls') renderCalls(d);
-    else if (name === 'events') renderEvents(d);
+    if (name === 'calls') callsPart.full(d);
+    else if (name === 'calls-delta') callsPart.delta(d);
+    else if (name === 'events') eventsPart.full(d);
+    else if (name === 'events-delta') eventsPart.delta(d);
     else if (name === 'health') renderHealth(d);
   }
   let es = null, pollTimer = null;
   function connect() {
     if (!('EventSource' in window)) { startPolling(); return; }
     es = new EventSource('/v1/board/stream');
-    for (const name of ['viewer', 'calls', 'events', 'health']) {
+    for (const name of ['viewer', 'calls', 'calls-delta', 'events', 'events-delta', 'health']) {
       es.addEventListener(name, (e) => {
         handle(name, JSON.parse(e.data));
         setConn('live', 'live');
