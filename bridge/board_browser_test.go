@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/voipbridge/voipbridge/robin/robintest"
 )
@@ -133,7 +135,8 @@ func eventState(id, typ, state string) string {
 // the form, follow a call through ringing, answered, transferred and ended,
 // see its events delivered, see an event the helpdesk rejects dead-lettered
 // and replay it from the page with the keyboard, without a JavaScript error
-// and without the calls' rows moving. It saves a screenshot of the board
+// and without the calls' rows moving; a browser without EventSource polls.
+// It saves a screenshot of the board
 // (BOARD_SCREENSHOT names the file; the default is in the test's temporary
 // directory) and logs what a page load costs.
 func TestBoardInBrowser(t *testing.T) {
@@ -260,6 +263,24 @@ func TestBoardInBrowser(t *testing.T) {
 	br.do("reload", chromedp.Reload())
 	br.until("the board after the reload", `document.querySelector('#conn.live') !== null && document.querySelectorAll('#calls-body tr[data-call]').length === 5`)
 	t.Logf("page load: %d bytes the first time, %d on a reload (HTML, CSS, JS and icon; the stream's data comes on top)", first, evalJS[int](br, loadBytes))
+
+	// A browser without EventSource (or behind a proxy that buffers the
+	// stream) polls GET /v1/board instead.
+	tab, closeTab := chromedp.NewContext(br.ctx)
+	defer closeTab()
+	pctx, cancelPoll := context.WithTimeout(tab, 30*time.Second)
+	defer cancelPoll()
+	if err := chromedp.Do(pctx,
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: "delete window.EventSource"})
+			return err
+		}),
+		chromedp.Navigate(tb.URL+"/"),
+		chromedp.Poll[chromedp.Void](`document.querySelector('#conn.poll') !== null && document.querySelectorAll('#calls-body tr[data-call]').length === 5 && !!document.querySelector('#events-body .d-delivered')`,
+			chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(25*time.Second)),
+	); err != nil {
+		t.Fatalf("the board by polling: %v", err)
+	}
 
 	br.mu.Lock()
 	defer br.mu.Unlock()

@@ -455,14 +455,22 @@
   function connect() {
     if (!('EventSource' in window)) { startPolling(); return; }
     es = new EventSource('/v1/board/stream');
+    // A proxy that buffers the stream lets nothing through: poll instead.
+    let heard = false;
+    const watchdog = setTimeout(() => {
+      if (!heard && es) { es.close(); es = null; startPolling(); }
+    }, 10000);
     for (const name of ['viewer', 'calls', 'calls-delta', 'events', 'events-delta', 'health']) {
       es.addEventListener(name, (e) => {
+        heard = true;
+        clearTimeout(watchdog);
         handle(name, JSON.parse(e.data));
         setConn('live', 'live');
       });
     }
     es.onopen = () => setConn('live', 'live');
-    es.onerror = () => {
+    es.onerror = (e) => {
+      if (e.target !== es) return; // one the watchdog closed
       if (es.readyState === EventSource.CLOSED) { es = null; startPolling(); }
       else setConn('down', 'reconnecting…');
     };
