@@ -167,6 +167,7 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 		"ROBIN_API_KEY=" + key,
 		"WEBHOOK_TOKEN=" + token,
 		"TRANSFER_WINDOW=1s",
+		"BOARD_ALLOW_CIDRS=127.0.0.0/8", // the live call board, for this machine only
 	}, append(demoFollowUpEnv(), sim.Env()...)...))
 	if err != nil {
 		return err
@@ -183,6 +184,9 @@ func runDemo(ctx context.Context, newSim func(*demoPrinter) (simulator, error), 
 
 	if err := sim.Start("http://"+b.Addr(), token); err != nil {
 		return err
+	}
+	if follow {
+		out.printf("the live call board: http://%s/ (open it in a browser)\n", b.Addr())
 	}
 	out.printf("voipbridge demo: a simulated PBX reports calls to the bridge (%s, bridge at http://%s);\n", sim.Name(), b.Addr())
 	out.printf("the bridge journals them, works out the events and delivers them to a fake ROBIN at %s.\n\n", robinFake.URL())
