@@ -93,6 +93,7 @@ type Board struct {
 	changed  chan struct{} // closed and replaced when rows or the chart change
 	deadSeen bool          // an event was dead-lettered or replayed: read the list again
 	prevLive map[string]events.LiveCall
+	liveAt   time.Time   // when prevLive was read
 	ended    []endedCall // calls gone from the live view, newest last
 	sources  map[string]*sourceSeen
 	dead     []events.StoredDeadLetter // the dead letters waiting, as last read

@@ -494,3 +494,37 @@ func TestBoardStreamSendsChangedRows(t *testing.T) {
 		t.Fatalf("delta: total %d, rows %s, removed %v", d.Meta.Total, d.Upsert, d.Remove)
 	}
 }
+
+// TestBoardEndedCalls: a call that leaves the live view shows as ended for
+// EndedFor, when the board saw it go; a board polled after a long pause
+// does not invent the moment a call ended.
+func TestBoardEndedCalls(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	f := newFakeBridge()
+	_, srv := serve(t, Options{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Now: clock, EndedFor: 8 * time.Second}, f)
+	poll := func() string {
+		_, body := do(t, http.MethodGet, srv.URL+"/v1/board", nil)
+		return body
+	}
+	poll()
+	f.setCalls(nil)
+	advance(time.Second)
+	if body := poll(); !strings.Contains(body, `"state":"ended"`) || !strings.Contains(body, `"total":0`) {
+		t.Fatalf("a second after the end: want the call shown as ended:\n%s", body)
+	}
+	advance(8 * time.Second)
+	if body := poll(); strings.Contains(body, `"state":"ended"`) {
+		t.Fatalf("after EndedFor: want the call gone:\n%s", body)
+	}
+
+	f.setCalls(newFakeBridge().calls)
+	poll()
+	f.setCalls(nil)
+	advance(time.Minute)
+	if body := poll(); strings.Contains(body, `"state":"ended"`) {
+		t.Fatalf("polled a minute after the last look: the call's end is unknown, want it gone:\n%s", body)
+	}
+}

@@ -188,10 +188,12 @@ type HealthPart struct {
 	Chart  []Minute `json:"chart"`
 }
 
-// buildCalls reads the live view and renders the calls part. It returns
+// buildCalls reads the live view and renders the calls part; watching
+// says the caller has seen every change of the live view since its last
+// build. It returns
 // the live view's change channel and when the next ended call leaves the
 // board (zero: none).
-func (b *Board) buildCalls() (Calls, <-chan struct{}, time.Time) {
+func (b *Board) buildCalls(watching bool) (Calls, <-chan struct{}, time.Time) {
 	live, changed := b.feeds.Live()
 	now := b.now()
 	b.mu.Lock()
@@ -200,12 +202,17 @@ func (b *Board) buildCalls() (Calls, <-chan struct{}, time.Time) {
 	for _, c := range live {
 		cur[c.Key] = c
 	}
-	for k, c := range b.prevLive {
-		if _, ok := cur[k]; !ok {
-			b.ended = append(b.ended, endedCall{call: c, at: now})
+	// A call gone since the last build ended then, if the builder was
+	// watching every change (or the last poll was a moment ago); else
+	// that moment is unknown, and it just leaves.
+	if watching || now.Sub(b.liveAt) < b.o.EndedFor {
+		for k, c := range b.prevLive {
+			if _, ok := cur[k]; !ok {
+				b.ended = append(b.ended, endedCall{call: c, at: now})
+			}
 		}
 	}
-	b.prevLive = cur
+	b.prevLive, b.liveAt = cur, now
 	kept := b.ended[:0]
 	for _, e := range b.ended {
 		if _, back := cur[e.call.Key]; !back && now.Sub(e.at) < b.o.EndedFor {

@@ -192,7 +192,7 @@ func (p *publisher) current() (data [nParts][]byte, vers [nParts]uint64, changed
 
 // build builds the parts in want; it returns the live view's change
 // channel and when the next ended call leaves the board, for the calls.
-func (p *publisher) build(want [nParts]bool) (live <-chan struct{}, nextEnd time.Time) {
+func (p *publisher) build(want [nParts]bool, watching bool) (live <-chan struct{}, nextEnd time.Time) {
 	p.buildMu.Lock()
 	defer p.buildMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -213,7 +213,7 @@ func (p *publisher) build(want [nParts]bool) (live <-chan struct{}, nextEnd time
 	}
 	if want[partCalls] {
 		var c Calls
-		c, live, nextEnd = p.b.buildCalls()
+		c, live, nextEnd = p.b.buildCalls(watching)
 		parts[partCalls] = c
 	}
 	p.publish(parts)
@@ -249,7 +249,7 @@ func (p *publisher) snapshot() [nParts][]byte {
 	if running && data[partCalls] != nil && data[partEvents] != nil && data[partHealth] != nil {
 		return data
 	}
-	p.build([nParts]bool{true, true, true})
+	p.build([nParts]bool{true, true, true}, false)
 	data, _, _ = p.current()
 	return data
 }
@@ -268,6 +268,7 @@ func (p *publisher) run(stop <-chan struct{}) {
 		live    <-chan struct{}
 		rows    <-chan struct{}
 		nextEnd time.Time
+		watched bool // the live view's changes since the first build
 	)
 	for {
 		now := time.Now()
@@ -293,9 +294,10 @@ func (p *publisher) run(stop <-chan struct{}) {
 				rows = p.b.changed
 				p.b.mu.Unlock()
 			}
-			l, ne := p.build(want)
+			// The first build of a run has not seen the changes before it.
+			l, ne := p.build(want, watched)
 			if want[partCalls] {
-				live, nextEnd = l, ne
+				live, nextEnd, watched = l, ne, true
 			}
 			for i := range nParts {
 				if want[i] {
