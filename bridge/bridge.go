@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		Logger: log, Metrics: metrics, Workers: deliveryWorkers(cfg.DeliveryWorkers, b.quota.Windows()), BackoffMax: cfg.Quota.RetryMax, AuthProbe: cfg.Quota.AuthProbe,
 		OnDelivery: onDeliveries(boardOnDelivery(brd), deliveryLatency(b.reg)),
 	})
-	if err := b.startSinks(ctx, metrics); err != nil {
+	if err := b.startSinks(ctx, metrics, boardOnDelivery(brd)); err != nil {
 		return nil, err
 	}
 

@@ -106,7 +106,7 @@ func (b *Bridge) sinkRoutes() []events.SinkRoute {
 // ROBIN's sinks share its quota record, Chatwoot's has its own; each has
 // its own breaker, so a failing Channel API or Chatwoot never holds
 // register-event back.
-func (b *Bridge) startSinks(ctx context.Context, metrics *events.Metrics) error {
+func (b *Bridge) startSinks(ctx context.Context, metrics *events.Metrics, onDelivery func(events.DeliveryOutcome)) error {
 	for _, s := range b.sinks {
 		q, err := b.journal.SinkQueue(ctx, s.name, b.cfg.NATSReplicas)
 		if err != nil {
@@ -137,7 +137,8 @@ func (b *Bridge) startSinks(ctx context.Context, metrics *events.Metrics) error 
 		s.disp = events.NewDispatcher(events.DispatcherOptions{
 			Queue: q, Name: s.name, Sink: sink, Limiter: limiter, Gate: s.breaker, Priority: priority,
 			Committed: b.tracker.CommittedOn(q.StreamName()), Logger: b.log.With("sink", s.name), Metrics: metrics,
-			Workers: 1, BackoffMax: b.cfg.Quota.RetryMax, AuthProbe: b.cfg.Quota.AuthProbe,
+			OnDelivery: onDelivery, // the board shows each sink's deliveries
+			Workers:    1, BackoffMax: b.cfg.Quota.RetryMax, AuthProbe: b.cfg.Quota.AuthProbe,
 		})
 		b.addReady("delivery_"+s.name, func() error {
 			if err := b.leaseCheck(); err != nil {
