@@ -32,14 +32,14 @@ func TestEnvWarnings(t *testing.T) {
 
 	cfg, err = LoadConfig(append(base,
 		"ROBIN_APIKEY=x", "SIP_SERVR=pbx", "SIP_SERVER=pbx", "EXTENSION_FILE=agents.csv", "ROBN_API_URL=x",
-		"robin_timeout=5s", "WEBHOOK_MAX_BODY_FILE=/run/x", "ROUTE_TOKNE=x", "CHATWOOT_SOMETHING_ELSE=x",
+		"robin_timeout=5s", "WEBHOOK_MAX_BODY_FILE=/run/x", "ROUTE_TOKNE=x", "CHATWOOT_ACCOUNT_ID_NUMBER=x",
 		"ROBIN_API_KEY_FILE=",
 	))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
-		"CHATWOOT_SOMETHING_ELSE is set, but voipbridge does not read it (the closest name it reads is CHATWOOT_ACCOUNT_ID)",
+		"CHATWOOT_ACCOUNT_ID_NUMBER is set, but voipbridge does not read it; did you mean CHATWOOT_ACCOUNT_ID?",
 		"EXTENSION_FILE is set, but voipbridge does not read it; did you mean EXTENSIONS_FILE?",
 		"ROBIN_APIKEY is set, but voipbridge does not read it; did you mean ROBIN_API_KEY?",
 		"ROBN_API_URL is set, but voipbridge does not read it; did you mean ROBIN_API_URL?",

@@ -166,7 +166,11 @@ func OpenJournal(ctx context.Context, o JournalOptions) (*Journal, error) {
 		j.Close()
 		return nil, fmt.Errorf("journal: connect: %w", err)
 	}
-	if j.js, err = jetstream.New(j.nc); err != nil {
+	// An asynchronous publish whose message is lost (a stream leader that
+	// died before it answered) would otherwise wait for its ack forever and
+	// stall the tracker's group commit; after the timeout it fails and is
+	// published again, which the journal's deduplication absorbs.
+	if j.js, err = jetstream.New(j.nc, jetstream.WithPublishAsyncTimeout(3*time.Second)); err != nil {
 		j.Close()
 		return nil, fmt.Errorf("journal: %w", err)
 	}

@@ -58,10 +58,19 @@ func startNATSCluster(t *testing.T) *natsCluster {
 			t.Fatal("NATS server not ready")
 		}
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !slices.ContainsFunc(c.servers, func(s *server.Server) bool { return s.JetStreamIsLeader() }) {
+	// Ready when a leader is elected, every server is current with it and
+	// the leader knows all three peers: before that, creating a stream of
+	// three replicas can fail.
+	ready := func() bool {
+		leader := slices.ContainsFunc(c.servers, func(s *server.Server) bool {
+			return s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == len(c.servers)
+		})
+		return leader && !slices.ContainsFunc(c.servers, func(s *server.Server) bool { return !s.JetStreamIsCurrent() })
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !ready() {
 		if time.Now().After(deadline) {
-			t.Fatal("the cluster elected no JetStream leader within 30s")
+			t.Fatal("the cluster was not ready (a JetStream leader with every peer current) within 60s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
