@@ -153,6 +153,10 @@ func TestRestartSnapshotsWhatIsStillGoing(t *testing.T) {
 func TestJournalOutageIsRetriedByThePBX(t *testing.T) {
 	pbx := siptest.Start(t, siptest.Options{Username: user, Password: pass, RetryNotify: 5})
 	h := start(t, pbx, []string{"201"}, nil)
+	// The subscription's first full document journals a snapshot; the
+	// failures are for the call's NOTIFYs, so they start after it (else the
+	// snapshot's retries could take them: 1 failure in 10 runs).
+	waitFor(t, "the first snapshot", func() bool { return len(h.rec.snapshots()) == 1 })
 	failures := 2
 	h.rec.setFail(func(events.Signal) error {
 		if failures > 0 {
