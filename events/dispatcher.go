@@ -84,9 +84,9 @@ type DispatcherOptions struct {
 	// so tests of timing run in a testing/synctest bubble.
 	Now func() time.Time
 	// SettleAttempt bounds one attempt to remove or dead-letter an event
-	// (default 2s). Settling runs off the workers' path and is retried
-	// until it succeeds or the dispatcher stops, so a journal that is
-	// electing a leader delays no delivery.
+	// (default 1s). The first attempt is on the worker's path; when it fails the
+	// retries go on beside delivery until one succeeds or the dispatcher stops,
+	// so a journal that is electing a leader delays a delivery by one attempt.
 	SettleAttempt time.Duration
 	// Priority is the quota priority of this sink's requests other than an
 	// Answered still in progress (default PriorityNormal).
@@ -178,7 +178,7 @@ func NewDispatcher(o DispatcherOptions) *Dispatcher {
 	}
 
 	if o.SettleAttempt <= 0 {
-		o.SettleAttempt = 2 * time.Second
+		o.SettleAttempt = time.Second
 	}
 	for _, p := range []Priority{PriorityAnswered, PriorityNormal} {
 		o.Metrics.queueDepth.WithLabelValues(o.Name, p.String()).Set(0)
@@ -630,25 +630,29 @@ func (d *Dispatcher) deadLetter(q Queue, it *item, status int, body, reason stri
 	d.settle(it, func(ctx context.Context) error { return q.DeadLetter(ctx, seq, dl) })
 }
 
-// settle runs f in the background in short attempts (SettleAttempt each)
-// until it succeeds or settling is stopped after the drain; then the event
-// stays journaled and is delivered once more after a restart.
+// settle runs f once on the worker's path, bounded by SettleAttempt, so
+// that while the journal answers a delivered event is removed before the
+// worker moves on (a crash then repeats only what was in flight). When that
+// attempt fails, the retries go on in the background, in attempts of
+// SettleAttempt, until one succeeds or settling is stopped after the drain;
+// then the event stays journaled and is delivered once more after a
+// restart. A journal electing a leader so delays no delivery by more than
+// one attempt.
 func (d *Dispatcher) settle(it *item, f func(ctx context.Context) error) {
 	ctx := d.settleCtx
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	actx, cancel := context.WithTimeout(ctx, d.o.SettleAttempt)
+	err := f(actx)
+	cancel()
+	if err == nil {
+		return
+	}
+	failing := d.settleErr.note(err, false, "call_id", it.env.Event.ID, "seq", it.seq)
 	d.settling.Go(func() {
 		delay := 50 * time.Millisecond
-		failing := false
 		for {
-			actx, cancel := context.WithTimeout(ctx, d.o.SettleAttempt)
-			err := f(actx)
-			cancel()
-			failing = d.settleErr.note(err, failing, "call_id", it.env.Event.ID, "seq", it.seq)
-			if err == nil {
-				return
-			}
 			t := time.NewTimer(delay)
 			select {
 			case <-ctx.Done():
@@ -659,6 +663,13 @@ func (d *Dispatcher) settle(it *item, f func(ctx context.Context) error) {
 			case <-t.C:
 			}
 			delay = min(2*delay, time.Second)
+			actx, cancel := context.WithTimeout(ctx, d.o.SettleAttempt)
+			err = f(actx)
+			cancel()
+			failing = d.settleErr.note(err, failing, "call_id", it.env.Event.ID, "seq", it.seq)
+			if err == nil {
+				return
+			}
 		}
 	})
 }

@@ -256,8 +256,10 @@ func TestDispatcherPolicy(t *testing.T) {
 			sends: []span{at(0), at(authProbe)}, removed: 1, acquired: 2, pausedLogs: 1},
 		{name: "breaker open: no quota spent", calls: []string{"a"}, breakerOpen: 5 * time.Second,
 			sends: []span{{5 * time.Second, 5*time.Second + backoffMin}}, removed: 1, acquired: 1, refused: true},
-		{name: "lost removal: retried off the worker's path", calls: []string{"a", "a"}, removeFails: 3,
-			sends: []span{at(0), at(0)}, removed: 2, acquired: 2},
+		// A removal the journal does not answer holds the worker for one
+		// attempt (SettleAttempt, 1s); its retries go on beside delivery.
+		{name: "lost removal: one attempt on the worker's path, retries off it", calls: []string{"a", "a"}, removeFails: 3,
+			sends: []span{at(0), at(time.Second)}, removed: 2, acquired: 2},
 		{name: "429 on four lanes: one probe, then the rest", calls: []string{"a", "b", "c", "d", "e"}, workers: 4, latency: 100 * time.Millisecond,
 			answer: func(_ Event, _ int, at time.Duration) error {
 				if at < 5*time.Second {
