@@ -9,12 +9,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/voipbridge/voipbridge/backoff"
 	"github.com/voipbridge/voipbridge/events"
 	"github.com/voipbridge/voipbridge/extensions"
 	"github.com/voipbridge/voipbridge/pbx/webhook"
@@ -54,8 +58,40 @@ type Bridge struct {
 }
 
 // New opens the journal, restores the tracker, builds the sinks and sources
-// and listens on HTTP_ADDR. Nothing runs until Run.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err error) {
+// and listens on HTTP_ADDR. Nothing runs until Run. On an external NATS a
+// journal that is not ready yet (a cluster still electing the leaders of
+// freshly made streams and buckets answers "no responders" for a moment)
+// is waited for, up to journalStartWait, instead of failing the start.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Bridge, error) {
+	start, last := time.Now(), ""
+	for attempt := 1; ; attempt++ {
+		b, err := newBridge(ctx, cfg, log)
+		if err == nil || cfg.NATSURL == "" || !journalNotReady(err) || ctx.Err() != nil || time.Since(start) > journalStartWait {
+			return b, err
+		}
+		if err.Error() != last {
+			log.Warn("journal not ready; starting again", "err", err)
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff.Delay(attempt, 500*time.Millisecond, 10*time.Second)):
+		}
+	}
+}
+
+// journalNotReady: the error is an external journal not answering yet.
+func journalNotReady(err error) bool {
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoServers) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "no responders") || strings.Contains(msg, "temporarily unavailable") || strings.Contains(msg, "timeout")
+}
+
+func newBridge(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err error) {
 	b := &Bridge{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: map[string]func() error{}, draining: make(chan struct{})}
 	logEnvWarnings(log, cfg.Warnings)
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -76,7 +112,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 	if b.dir, err = extensions.Load(cfg.Extensions, cfg.ExtensionsFile); err != nil {
 		return nil, fmt.Errorf("extensions: %w", err)
 	}
-	if b.journal, err = events.OpenJournal(ctx, journalOptions(cfg, log)); err != nil {
+	if b.journal, err = openJournal(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	b.reg.MustRegister(&journalCollector{j: b.journal})
@@ -232,6 +268,32 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, err erro
 		return nil, err
 	}
 	return b, nil
+}
+
+// journalStartWait is how long a bridge on an external NATS keeps trying
+// to open its journal at start: a cluster that is still electing its
+// leaders, or starting together with the bridge, is not an error yet.
+const journalStartWait = 2 * time.Minute
+
+// openJournal opens the journal; on an external NATS it retries with
+// backoff for journalStartWait, logging the first failure and each change.
+func openJournal(ctx context.Context, cfg Config, log *slog.Logger) (*events.Journal, error) {
+	start, last := time.Now(), ""
+	for attempt := 1; ; attempt++ {
+		j, err := events.OpenJournal(ctx, journalOptions(cfg, log))
+		if err == nil || cfg.NATSURL == "" || ctx.Err() != nil || time.Since(start) > journalStartWait {
+			return j, err
+		}
+		if err.Error() != last {
+			log.Warn("journal not ready; retrying", "err", err)
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(backoff.Delay(attempt, 500*time.Millisecond, 10*time.Second)):
+		}
+	}
 }
 
 // Addr is the address the HTTP API listens on.

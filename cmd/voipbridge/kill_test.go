@@ -73,15 +73,24 @@ func startProcess(t *testing.T, bin, addr string, env []string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The last lines the bridge logged, to say why when it does not come up.
+	var mu sync.Mutex
+	var tail []string
 	go func() {
 		s := bufio.NewScanner(stderr)
 		for s.Scan() {
 			if testing.Verbose() {
 				t.Log("bridge:", s.Text())
 			}
+			mu.Lock()
+			tail = append(tail, s.Text())
+			if len(tail) > 400 {
+				tail = tail[1:]
+			}
+			mu.Unlock()
 		}
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
@@ -89,8 +98,12 @@ func startProcess(t *testing.T, bin, addr string, env []string) *exec.Cmd {
 			return cmd
 		}
 		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("bridge did not come up: %v", err)
+			// Where it is stuck: a Go process prints its goroutines on SIGQUIT.
+			cmd.Process.Signal(syscall.SIGQUIT)
+			_ = cmd.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("bridge did not come up: %v; it logged:\n%s", err, strings.Join(tail, "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
