@@ -41,36 +41,56 @@ func runSIPp(t *testing.T, bin, network string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t, network)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	cmd := exec.CommandContext(ctx, bin,
-		"-sf", scenario, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-t", network[:1]+"1",
-		"-m", "1", "-timeout", "60s", "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
-		"-set", "user", user, "-set", "pass", pass)
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	report := func() {
-		errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
-		t.Logf("sipp output:\n%s\nsipp errors:\n%s", lastBytes(out.Bytes(), 4000), errs)
-	}
-	// Wait until SIPp holds its port, so the first SUBSCRIBE is not lost.
-	waitFor(t, "sipp listening", func() bool {
-		select {
-		case err := <-exited:
-			report()
-			t.Fatalf("sipp exited early: %v", err)
-		default:
+	var (
+		port   int
+		out    bytes.Buffer
+		exited chan error
+		report func()
+	)
+	// A port found free can be taken by another process (another test
+	// suite) before SIPp binds it: then SIPp says so and exits, and it is
+	// started again on another port.
+	for attempt := 1; ; attempt++ {
+		port = freePort(t, network)
+		out.Reset()
+		cmd := exec.CommandContext(ctx, bin,
+			"-sf", scenario, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-t", network[:1]+"1",
+			"-m", "1", "-timeout", "60s", "-nostdin", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"),
+			"-set", "user", user, "-set", "pass", pass)
+		cmd.Dir = dir
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		return !portFree(network, port)
-	})
+		exited = make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		report = func() {
+			errs, _ := os.ReadFile(filepath.Join(dir, "errors.log"))
+			t.Logf("sipp output:\n%s\nsipp errors:\n%s", lastBytes(out.Bytes(), 4000), errs)
+		}
+		// Wait until SIPp holds its port, so the first SUBSCRIBE is not lost.
+		var early error
+		waitFor(t, "sipp listening", func() bool {
+			select {
+			case early = <-exited:
+				return true
+			default:
+			}
+			return !portFree(network, port)
+		})
+		if early == nil {
+			break
+		}
+		if attempt < 3 && bytes.Contains(out.Bytes(), []byte("Unable to bind main socket")) {
+			t.Logf("port %d was taken before SIPp bound it; trying another", port)
+			continue
+		}
+		report()
+		t.Fatalf("sipp exited early: %v", early)
+	}
 
 	rec := &recorder{}
 	mon, err := sip.New(sip.Config{
