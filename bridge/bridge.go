@@ -112,7 +112,7 @@ func newBridge(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, er
 	if b.dir, err = extensions.Load(cfg.Extensions, cfg.ExtensionsFile); err != nil {
 		return nil, fmt.Errorf("extensions: %w", err)
 	}
-	if b.journal, err = openJournal(ctx, cfg, log); err != nil {
+	if b.journal, err = events.OpenJournal(ctx, journalOptions(cfg, log)); err != nil {
 		return nil, err
 	}
 	b.reg.MustRegister(&journalCollector{j: b.journal})
@@ -271,30 +271,10 @@ func newBridge(ctx context.Context, cfg Config, log *slog.Logger) (_ *Bridge, er
 }
 
 // journalStartWait is how long a bridge on an external NATS keeps trying
-// to open its journal at start: a cluster that is still electing its
-// leaders, or starting together with the bridge, is not an error yet.
+// to start while its journal is not ready: a cluster that is still
+// electing its leaders, or starting together with the bridge, is not an
+// error yet.
 const journalStartWait = 2 * time.Minute
-
-// openJournal opens the journal; on an external NATS it retries with
-// backoff for journalStartWait, logging the first failure and each change.
-func openJournal(ctx context.Context, cfg Config, log *slog.Logger) (*events.Journal, error) {
-	start, last := time.Now(), ""
-	for attempt := 1; ; attempt++ {
-		j, err := events.OpenJournal(ctx, journalOptions(cfg, log))
-		if err == nil || cfg.NATSURL == "" || ctx.Err() != nil || time.Since(start) > journalStartWait {
-			return j, err
-		}
-		if err.Error() != last {
-			log.Warn("journal not ready; retrying", "err", err)
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(backoff.Delay(attempt, 500*time.Millisecond, 10*time.Second)):
-		}
-	}
-}
 
 // Addr is the address the HTTP API listens on.
 func (b *Bridge) Addr() string { return b.ln.Addr().String() }
