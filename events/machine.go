@@ -121,6 +121,13 @@ type call struct {
 	LastRang   string    `json:"last_rang,omitempty"`   // last agent that rang
 	LastRangAt time.Time `json:"last_rang_at,omitzero"` // PBX time it rang
 	AnsweredAt time.Time `json:"answered_at,omitzero"`  // our time of the answer
+	// AgentAt is the PBX time the current agent took the call (answered
+	// it, or was handed it): an answer or transfer older than that arrived
+	// late and does not take the call back.
+	AgentAt time.Time `json:"agent_at,omitzero"`
+	// AnswerTime is the PBX time of the call's first answer: a ring that
+	// began before it and arrives after it lost (a ring group).
+	AnswerTime time.Time `json:"answer_time,omitzero"`
 	Transfers  int       `json:"transfers,omitempty"`
 	Legs       []leg     `json:"leg_list,omitempty"`
 	Seen       []uint64  `json:"seen_h,omitempty"` // hashes of recent dedup keys
@@ -380,7 +387,11 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 // An ended signal with an extension also ends every open leg of that
 // extension; one with neither leg id nor extension ends every leg, and what
 // arrives later about an earlier moment is ended at once. A signal older by
-// PBX time than the leg's last state is stale.
+// PBX time than the leg's last state is stale. [S]: across legs, an answer
+// or transfer older by PBX time than the moment the current agent took the
+// call (AgentAt) ends its leg and takes nothing back, a transfer to a leg
+// that has the call moves that moment, and a ring older than the call's
+// first answer (AnswerTime) is a ring group's phone that lost.
 func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 	agent := m.agent(s)
 	if c.Internal {
@@ -409,22 +420,45 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			// still happened, and the leg is over.
 			return m.lateStart(c, l, s, st, agent, now, r)
 		}
+		if st == Answered && s.Time.Before(c.AgentAt) && (l == nil || l.State != Answered) {
+			return m.superseded(c, l, lk, s, agent, now, r)
+		}
+		at := s.Time
 		if l != nil {
 			switch {
 			case l.State == Ended && !s.Time.After(l.Time):
 				return OutcomeStale
 			case l.State == Ended:
 				// The same extension again, later: a new episode of the leg.
+			case l.Handed && l.State == Ringing && st == Answered && s.Time.Before(l.Time):
+				// The answer of a leg the call was handed to before the
+				// call's answer, reported after that hand-over: the leg
+				// took the call at the later of the two.
+				at = l.Time
 			case s.Time.Before(l.Time) || st.rank() < l.State.rank():
 				return OutcomeStale
-			case l.State == st:
+			case l.State == Answered && st == Answered && s.State == Transferred && s.Time.After(l.Time):
+				// Handed again to a leg that has the call: nothing to
+				// report, but what is older than this is superseded.
+				l.Time = s.Time
+				if l.Agent == c.Agent {
+					c.takenAt(lk)
+				}
+				return OutcomeApplied
+			case l.State == st && (s.State != Transferred || st != Ringing || l.Handed):
 				return OutcomeDuplicate
 			}
+		} else if st == Ringing && c.Phase == phaseAnswered && !s.Time.After(c.AnswerTime) {
+			// A phone of a ring group that rang before the answer, reported
+			// after it: it lost.
+			c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension, State: Ringing, Time: s.Time, Agent: agent})
+			m.endLeg(c, &c.Legs[len(c.Legs)-1], s.Time)
+			return OutcomeApplied
 		} else {
 			c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension})
 			l = &c.Legs[len(c.Legs)-1]
 		}
-		l.State, l.Time, l.Agent = st, s.Time, agent
+		l.State, l.Time, l.Agent = st, at, agent
 		l.Handed = s.State == Transferred && st == Ringing
 		if l.Ext != "" {
 			m.fileExt(c, l.Ext)
@@ -495,6 +529,11 @@ func (m *machine) lateStart(c *call, l *leg, s Signal, st State, agent string, n
 		}
 		return OutcomeApplied
 	}
+	if s.Time.Before(c.AgentAt) {
+		// The call was taken by its current agent after this: what it
+		// says happened, but the call has moved on.
+		return OutcomeApplied
+	}
 	if s.State == Transferred && c.Phase == phaseAnswered {
 		for i := range c.Legs {
 			if o := &c.Legs[i]; o.ID != l.ID && o.State == Answered {
@@ -509,6 +548,32 @@ func (m *machine) lateStart(c *call, l *leg, s Signal, st State, agent string, n
 		m.ended(c, c.Cause, now, r)
 	}
 	return OutcomeApplied
+}
+
+// superseded folds an answer or transfer to leg lk that happened before the
+// call's current agent took it, and arrived after (signals overtaking each
+// other): the leg was answered then and handed on when the current agent
+// took the call, so it ends there; the call stays with its agent.
+func (m *machine) superseded(c *call, l *leg, lk string, s Signal, agent string, now time.Time, r *result) string {
+	if l == nil {
+		c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension})
+		l = &c.Legs[len(c.Legs)-1]
+	}
+	l.State, l.Time, l.Agent, l.Handed = Answered, s.Time, agent, false
+	m.endLeg(c, l, c.AgentAt)
+	if !c.active() && c.Done.IsZero() && c.EndAt.IsZero() {
+		m.ended(c, c.Cause, now, r)
+	}
+	return OutcomeApplied
+}
+
+// answeredAt is the PBX time of the leg's answer (or hand-over): its state's
+// time, or the time before its end when the end arrived first.
+func (l *leg) answeredAt() time.Time {
+	if l.State == Ended {
+		return l.PrevTime
+	}
+	return l.Time
 }
 
 // leg returns the call's leg with identity id, or nil.
@@ -554,10 +619,8 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 		// are a transfer target (reported before the answer, out of order)
 		// and stay.
 		l := c.leg(legID)
-		at := l.Time
-		if l.State == Ended {
-			at = l.PrevTime // an answer that arrived after the leg's end
-		}
+		at := l.answeredAt()
+		c.AgentAt, c.AnswerTime = at, at
 		for i := range c.Legs {
 			if l := &c.Legs[i]; l.ID != legID && l.State == Ringing && !l.Time.After(at) {
 				m.endLeg(c, l, l.Time)
@@ -568,6 +631,7 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 	case c.Agent != agent:
 		c.Agent = agent
 		c.Transfers++
+		c.takenAt(legID)
 		// The previous agent handed the call on: their legs are over, even
 		// when the PBX does not say so.
 		for i := range c.Legs {
@@ -576,6 +640,17 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 			}
 		}
 		m.emit(c, EventTransfer, now, r)
+	default:
+		// The same agent again (another of their legs, a transfer back
+		// to them): nothing to report, but what is older is superseded.
+		c.takenAt(legID)
+	}
+}
+
+// takenAt records that the call's agent took it (again) on leg legID.
+func (c *call) takenAt(legID string) {
+	if at := c.leg(legID).answeredAt(); at.After(c.AgentAt) {
+		c.AgentAt = at
 	}
 }
 
