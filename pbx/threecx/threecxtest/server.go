@@ -511,27 +511,37 @@ func (s *Server) participant(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
-	conn, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return
-	}
+	// The socket is subscribed before the upgrade is answered, as a PBX
+	// does: a change made once the client has its socket reaches it. (It
+	// was subscribed after, and a change made in between, on a loaded
+	// machine, went to nobody.)
 	c := &wsConn{out: make(chan []byte, 1024), kill: make(chan struct{})}
 	s.mu.Lock()
 	if s.down || s.closed {
 		s.mu.Unlock()
-		conn.CloseNow()
+		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
 	s.conns[c] = struct{}{}
-	s.stats.Connections++
-	s.stats.LastAccept = time.Now()
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
-	defer func() {
+	unsubscribe := func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		unsubscribe()
+		return
+	}
+	s.mu.Lock()
+	s.stats.Connections++
+	s.stats.LastAccept = time.Now()
+	s.mu.Unlock()
+	defer func() {
+		unsubscribe()
 		conn.CloseNow()
 	}()
 	// CloseRead answers pings and notices the client going away.
