@@ -81,6 +81,11 @@ type Monitor struct {
 	gate     sync.RWMutex
 	closed   bool
 	inflight sync.WaitGroup
+	// busy counts the NOTIFYs being handled; idle, when set, is closed
+	// when it drops to 0 (see settle).
+	busyMu sync.Mutex
+	busy   int
+	idle   chan struct{}
 }
 
 // New validates cfg and prepares a monitor that journals into j. It opens no
@@ -157,7 +162,11 @@ func (m *Monitor) Run(ctx context.Context) error {
 	if len(m.exts) == 0 {
 		m.log.Warn("sip monitor has no extensions to watch")
 	}
-	m.runCtx = ctx
+	// The watches stop after ctx, once the NOTIFYs being handled then are
+	// answered (see settle).
+	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	m.runCtx = loopCtx
 	for _, ext := range m.exts {
 		m.startLocked(ext)
 	}
@@ -173,6 +182,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.mu.Unlock()
 
 	<-ctx.Done()
+	m.settle(settleTimeout)
+	stopLoops()
 	m.mu.Lock()
 	m.runCtx = nil
 	m.runners = map[string]*runner{}
@@ -185,6 +196,46 @@ func (m *Monitor) Run(ctx context.Context) error {
 	st.close()
 	m.log.Info("sip monitor stopped")
 	return nil
+}
+
+// settleTimeout bounds how long a stopping monitor waits for the NOTIFYs
+// being handled before it unsubscribes.
+const settleTimeout = time.Second
+
+// settle waits (at most d) for the NOTIFYs being handled to be answered,
+// so that a PBX gets the answer to its last NOTIFY before the unsubscribe
+// (on TCP the two travel on different connections, and the unsubscribe
+// overtook the answer: a PBX may count that NOTIFY as failed). NOTIFYs
+// that come meanwhile, such as the final one an unsubscribe asks for, are
+// still handled; Run waits for every one before it returns.
+func (m *Monitor) settle(d time.Duration) {
+	m.busyMu.Lock()
+	if m.busy == 0 {
+		m.busyMu.Unlock()
+		return
+	}
+	if m.idle == nil {
+		m.idle = make(chan struct{})
+	}
+	idle := m.idle
+	m.busyMu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	}
+}
+
+// handling counts a NOTIFY being handled (+1) or answered (-1), for settle.
+func (m *Monitor) handling(delta int) {
+	m.busyMu.Lock()
+	defer m.busyMu.Unlock()
+	m.busy += delta
+	if m.busy == 0 && m.idle != nil {
+		close(m.idle)
+		m.idle = nil
+	}
 }
 
 // Listen opens the SIP socket and the user agent, so that a bad SIP_LISTEN
@@ -297,8 +348,10 @@ func (m *Monitor) onNotify(req *gosip.Request, tx gosip.ServerTransaction) {
 		return
 	}
 	m.inflight.Add(1)
+	m.handling(1)
 	m.gate.RUnlock()
 	defer m.inflight.Done()
+	defer m.handling(-1)
 
 	status, reason := m.c.handleNotify(context.Background(), req)
 	res := gosip.NewResponseFromRequest(req, status, reason, nil)
