@@ -169,8 +169,12 @@ type machine struct {
 	byCustomer map[string][]string
 	// byExt files the calls with an open leg by source and extension, for
 	// snapshots.
-	byExt  map[string]map[string]struct{}
-	timers timers
+	byExt map[string]map[string]struct{}
+	// lastExt is, by source and extension, the call that extension was
+	// last on: a referral from it continues that call while its end is
+	// pending.
+	lastExt map[string]string
+	timers  timers
 	// warn receives number problems worth a log line.
 	warn func(msg string, args ...any)
 }
@@ -185,6 +189,7 @@ func newMachine(pol Policies, numbers Numbers, dir Directory) *machine {
 		aliases:    map[string]string{},
 		byCustomer: map[string][]string{},
 		byExt:      map[string]map[string]struct{}{},
+		lastExt:    map[string]string{},
 		warn:       func(string, ...any) {},
 	}
 }
@@ -997,6 +1002,11 @@ func (m *machine) find(s Signal, now time.Time) (string, *call) {
 			return k, m.calls[k]
 		}
 	}
+	if s.ReferredBy != "" && s.ReferredBy != s.Extension && s.State != Ended {
+		if c := m.callOf(s.Source, s.ReferredBy); c != nil {
+			return c.key, c
+		}
+	}
 	if s.State == Ended || s.Remote == "" || !m.pol.Continuing[s.Source] {
 		return "", nil
 	}
@@ -1043,6 +1053,30 @@ func (m *machine) continues(c *call, s Signal, now time.Time) bool {
 	}
 }
 
+// callOf returns the call extension ext of source is on: the call with an
+// open leg of ext updated last, or else the call ext was last on if that
+// call's end is still pending. nil when ext is on no call that goes on.
+func (m *machine) callOf(source, ext string) *call {
+	k := aliasKey(source, ext)
+	var best *call
+	for key := range m.byExt[k] {
+		c := m.calls[key]
+		if c == nil || !c.Done.IsZero() {
+			continue
+		}
+		if best == nil || c.Updated.After(best.Updated) || c.Updated.Equal(best.Updated) && c.key < best.key {
+			best = c
+		}
+	}
+	if best != nil {
+		return best
+	}
+	if c := m.calls[m.lastExt[k]]; c != nil && c.Done.IsZero() && !c.EndAt.IsZero() {
+		return c
+	}
+	return nil
+}
+
 func customerKey(source, remote, referrer string) string {
 	return source + "|" + remote + "|" + referrer
 }
@@ -1080,6 +1114,7 @@ func (m *machine) fileExt(c *call, ext string) {
 		m.byExt[k] = f
 	}
 	f[c.key] = struct{}{}
+	m.lastExt[k] = c.key
 }
 
 // unfileExt removes the call from its extension's file when no leg of that

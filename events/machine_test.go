@@ -41,6 +41,7 @@ func legID(id string) func(*Signal)         { return func(s *Signal) { s.LegID =
 func key(k string) func(*Signal)            { return func(s *Signal) { s.DedupKey = k } }
 func linked(id string) func(*Signal)        { return func(s *Signal) { s.LinkedCallID = id } }
 func pbxTime(d time.Duration) func(*Signal) { return func(s *Signal) { s.Time = t0.Add(d) } }
+func referred(ext string) func(*Signal)     { return func(s *Signal) { s.ReferredBy = ext } }
 
 type ev struct {
 	Type     EventType
@@ -130,6 +131,58 @@ func TestTrackerRules(t *testing.T) {
 				tick(30 * s),
 				sig(60*s, "c1", Ended, "202"),
 				tick(80 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "referral: a new call id referred by an agent continues the call that agent is on",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(1*s, "c1", Answered, "201"),
+				sig(9*s, "c3", Answered, "203", remote("0201234567")),
+				sig(20*s, "c2", Ringing, "202", referred("201")),
+				sig(25*s, "c2", Answered, "202", referred("201")),
+				sig(26*s, "c1", Ended, "201"),
+				sig(60*s, "c2", Ended, "202"),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventAnswered, "c3", "203", "+31201234567", did, "Inbound"},
+				{EventTransfer, "c1", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "referral: by an extension on no call, or on a call that ended, the call is new",
+			steps: []step{
+				sig(0, "c1", Answered, "201"),
+				sig(10*s, "c1", Ended, "201"),
+				sig(20*s, "c2", Answered, "202", referred("201")),
+				sig(30*s, "c2", Ended, "202"),
+				sig(40*s, "c4", Answered, "204", referred("209")),
+				sig(50*s, "c4", Ended, "204"),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
+				{EventAnswered, "c2", "202", caller, did, "Inbound"},
+				{EventDisconnected, "c2", "202", caller, did, "Inbound"},
+				{EventAnswered, "c4", "204", caller, did, "Inbound"},
+				{EventDisconnected, "c4", "204", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "referral: while the call's end is pending (a hunt step), the call goes on",
+			steps: []step{
+				sig(0, "c1", Ringing, "201"),
+				sig(5*s, "c1", Ended, "201"),
+				sig(6*s, "c2", Ringing, "202", referred("201")),
+				sig(8*s, "c2", Answered, "202"),
+				sig(30*s, "c2", Ended, "202"),
+				tick(60 * s),
 			},
 			want: []ev{
 				{EventAnswered, "c1", "202", caller, did, "Inbound"},

@@ -75,6 +75,12 @@ type Signal struct {
 	// LinkedCallID, when set, names another PBX call this one continues
 	// (a transfer that changed the call id and said so).
 	LinkedCallID string `json:"linked_call_id,omitempty"`
+	// ReferredBy, when set, names the extension that handed this leg its
+	// call: it referred or transferred it, the leg acts on its behalf, or
+	// it consulted this leg's extension first (an attended transfer that
+	// carries on under the consultation's call id). A leg of a call id the
+	// tracker does not know yet continues the call that extension is on.
+	ReferredBy string `json:"referred_by,omitempty"`
 	// Extension is the PBX identifier of the agent's device or user on this leg.
 	// For State Transferred it is the extension the call was handed to.
 	Extension string `json:"extension,omitempty"`
@@ -173,6 +179,7 @@ func (s *Signal) Validate() error {
 		{"leg_id", s.LegID, MaxIDBytes},
 		{"linked_call_id", s.LinkedCallID, MaxIDBytes},
 		{"extension", s.Extension, MaxExtensionBytes},
+		{"referred_by", s.ReferredBy, MaxExtensionBytes},
 		{"event_id", s.DedupKey, MaxIDBytes},
 		{"line", s.Line, MaxIDBytes},
 	} {
@@ -209,6 +216,8 @@ func TextFault(s Signal, err error) bool {
 		v = s.DedupKey
 	case "extension":
 		v, limit = s.Extension, MaxExtensionBytes
+	case "referred_by":
+		v, limit = s.ReferredBy, MaxExtensionBytes
 	default:
 		return false
 	}

@@ -41,6 +41,7 @@ type Payload struct {
 	EventID      string `json:"event_id,omitempty"`
 	LegID        string `json:"leg_id,omitempty"`
 	LinkedCallID string `json:"linked_call_id,omitempty"`
+	ReferredBy   string `json:"referred_by,omitempty"`
 	Cause        string `json:"cause,omitempty"`
 }
 
@@ -60,7 +61,7 @@ const maxEventIDBytes = events.MaxIDBytes - len(idPrefix)
 func (p *Payload) Signal(dedup string, now time.Time) (events.Signal, error) {
 	s := events.Signal{
 		Source: Source, CallID: strings.TrimSpace(p.CallID), LegID: p.LegID, LinkedCallID: p.LinkedCallID,
-		Extension: strings.TrimSpace(p.Extension), State: events.State(strings.ToLower(strings.TrimSpace(p.Event))),
+		Extension: strings.TrimSpace(p.Extension), ReferredBy: strings.TrimSpace(p.ReferredBy), State: events.State(strings.ToLower(strings.TrimSpace(p.Event))),
 		Direction: events.Direction(strings.ToLower(strings.TrimSpace(p.Direction))), Cause: p.Cause,
 		DedupKey: dedup, Time: now.UTC(),
 	}
@@ -156,7 +157,7 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p = Payload{
 			CallID: q.Get("call_id"), Event: q.Get("event"), Direction: q.Get("direction"),
 			From: q.Get("from"), To: q.Get("to"), Extension: q.Get("extension"), Timestamp: q.Get("timestamp"),
-			EventID: q.Get("event_id"), LegID: q.Get("leg_id"), LinkedCallID: q.Get("linked_call_id"), Cause: q.Get("cause"),
+			EventID: q.Get("event_id"), LegID: q.Get("leg_id"), LinkedCallID: q.Get("linked_call_id"), ReferredBy: q.Get("referred_by"), Cause: q.Get("cause"),
 		}
 		dedup = hashOf([]byte(canonicalQuery(q)))
 	default:
