@@ -1,16 +1,43 @@
 package threecx_test
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/voipbridge/voipbridge/events"
+	"github.com/voipbridge/voipbridge/events/eventstest"
 	"github.com/voipbridge/voipbridge/pbx/threecx/threecxtest"
 )
 
+// callEvents is what the helpdesk gets for each script of TestCalls, its
+// signals folded through the tracker: the source only translates, so a
+// transfer to a new callid (referred by 150) is joined to 150's call there.
+var callEvents = map[string][]string{
+	"answered_inbound":                 {"Answered 1264 150", "Disconnected 1264 150"},
+	"missed_inbound":                   {"Disconnected 1264 151"},
+	"blind_transfer":                   {"Answered 1264 150", "Transfer 1264 151", "Disconnected 1264 151"},
+	"attended_transfer":                {"Answered 1264 150", "Transfer 1264 151", "Disconnected 1264 151"},
+	"attended_transfer_consult_callid": {"Answered 1264 150", "Transfer 1264 151", "Disconnected 1264 151"},
+	"outbound":                         {"Answered 1265 150", "Disconnected 1265 150"},
+	"queue_answered":                   {"Answered 1300 150", "Disconnected 1300 150"},
+	"drop_during_call":                 {"Answered 1264 150", "Disconnected 1264 150"},
+	"transfer_while_disconnected":      {"Answered 1264 150", "Transfer 1264 151", "Disconnected 1264 151"},
+	// Another caller on 151 while 150 has a call: a call of its own,
+	// missed.
+	"sequence_gap":         {"Answered 1264 150", "Disconnected 1264 150", "Disconnected 1266 151"},
+	"duplicates_reordered": {"Answered 1264 150", "Disconnected 1264 150"},
+	"late_upsert":          {"Disconnected 1264 150"},
+	"token_expiry":         {"Answered 1264 150", "Disconnected 1264 150"},
+	"garbage":              {"Answered 1264 150", "Disconnected 1264 150"},
+}
+
 // TestCalls plays whole calls from testdata/threecx/calls on the fake PBX and
-// checks that the source journals exactly the signals of each call.
+// checks that the source journals exactly the signals of each call, and
+// what the tracker makes of them.
 func TestCalls(t *testing.T) {
 	R, A, E := events.Ringing, events.Answered, events.Ended
 	tests := []struct {
@@ -38,10 +65,10 @@ func TestCalls(t *testing.T) {
 		want: []events.Signal{
 			sig("1264", "8106", "150", R),
 			sig("1264", "8106", "150", A),
-			sig("1264", "8108", "151", R),
+			sig("1264", "8108", "151", R, referred("150")),
 			sig("1264", "8106", "150", E),
-			sig("1264", "8108", "151", A),
-			sig("1264", "8108", "151", E),
+			sig("1264", "8108", "151", A, referred("150")),
+			sig("1264", "8108", "151", E, referred("150")),
 		},
 	}, {
 		// The consultation between 150 and 151 (callid 1270) is internal and
@@ -50,18 +77,18 @@ func TestCalls(t *testing.T) {
 		want: []events.Signal{
 			sig("1264", "8106", "150", R),
 			sig("1264", "8106", "150", A),
-			sig("1264", "8112", "151", A),
+			sig("1264", "8112", "151", A, referred("150")),
 			sig("1264", "8106", "150", E),
-			sig("1264", "8112", "151", E),
+			sig("1264", "8112", "151", E, referred("150")),
 		},
 	}, {
 		script: "attended_transfer_consult_callid",
 		want: []events.Signal{
 			sig("1264", "8106", "150", R),
 			sig("1264", "8106", "150", A),
-			sig("1270", "8111", "151", A, linked("1264")),
+			sig("1270", "8111", "151", A, referred("150")),
 			sig("1264", "8106", "150", E),
-			sig("1270", "8111", "151", E, linked("1264")),
+			sig("1270", "8111", "151", E, referred("150")),
 		},
 	}, {
 		script: "outbound",
@@ -99,9 +126,9 @@ func TestCalls(t *testing.T) {
 		want: []events.Signal{
 			sig("1264", "8106", "150", R),
 			sig("1264", "8106", "150", A),
-			sig("1264", "8108", "151", A),
+			sig("1264", "8108", "151", A, referred("150")),
 			sig("1264", "8106", "150", E, gone),
-			sig("1264", "8108", "151", E),
+			sig("1264", "8108", "151", E, referred("150")),
 		},
 	}, {
 		script: "sequence_gap",
@@ -152,6 +179,13 @@ func TestCalls(t *testing.T) {
 				h.play(sc)
 				h.stop()
 				checkSignals(t, h.journal.all(), tt.want)
+				var got []string
+				for _, e := range eventstest.Replay(t, "", h.journal.all()) {
+					got = append(got, fmt.Sprintf("%s %s %s", e.Type, e.ID, e.PhoneExtension))
+				}
+				if d := cmp.Diff(callEvents[tt.script], got); d != "" {
+					t.Errorf("events through the tracker (-want +got):\n%s", d)
+				}
 			})
 		})
 	}

@@ -254,8 +254,8 @@ func sig(call, leg, ext string, st events.State, opts ...func(*events.Signal)) e
 
 func outbound(s *events.Signal) { s.Direction, s.Dialled = events.Outbound, "" }
 func gone(s *events.Signal)     { s.Cause = threecx.CauseGone }
-func linked(id string) func(*events.Signal) {
-	return func(s *events.Signal) { s.LinkedCallID = id }
+func referred(ext string) func(*events.Signal) {
+	return func(s *events.Signal) { s.ReferredBy = ext }
 }
 func remote(n string) func(*events.Signal) {
 	return func(s *events.Signal) { s.Remote = n }

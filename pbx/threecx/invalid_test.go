@@ -62,8 +62,9 @@ func TestInvalidSignalDropped(t *testing.T) {
 				dropped(1, "after a snapshot")
 				upsert(map[string]any{"dn": "150", "id": 8200, "status": "Connected", "callid": tt.callID})
 				dropped(2, "answered")
-				// 150 hands the call to 151 under a new callid. Linking it to
-				// the unusable call would make it unusable too.
+				// 150 hands the call to 151 under a new callid: the signal
+				// names 150 as the referrer, and the tracker, which never
+				// saw the unusable call, makes it a call of its own.
 				upsert(map[string]any{"dn": "151", "id": 8300, "status": "Ringing", "callid": "2000", "referred_by_dn": "150"})
 				h.srv.Remove("150", "8200", threecxtest.Send)
 				h.settle()
@@ -80,8 +81,8 @@ func TestInvalidSignalDropped(t *testing.T) {
 				}
 				h.stop()
 				checkSignals(t, h.journal.all(), []events.Signal{
-					sig("2000", "8300", "151", R),
-					sig("2000", "8300", "151", E),
+					sig("2000", "8300", "151", R, referred("150")),
+					sig("2000", "8300", "151", E, referred("150")),
 					sig("1264", "8106", "150", R),
 					sig("1264", "8106", "150", A),
 					sig("1264", "8106", "150", E),

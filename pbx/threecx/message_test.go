@@ -265,14 +265,14 @@ func TestDirection(t *testing.T) {
 		{"queue", Participant{Status: StatusConnected}, false, events.Inbound},
 	}
 	for _, tt := range tests {
-		if got := newBook(nil).directionFor(tt.p, tt.agent, ""); got != tt.want {
+		if got := newBook(nil).directionFor(tt.p, tt.agent); got != tt.want {
 			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
 		}
 	}
 	// A later leg takes its call's direction, whatever its own fields say.
 	b := newBook(nil)
 	b.calls["1"] = &callInfo{dir: events.Outbound, legs: 1}
-	if got := b.directionFor(Participant{CallID: "1", Status: StatusRinging}, true, ""); got != events.Outbound {
+	if got := b.directionFor(Participant{CallID: "1", Status: StatusRinging}, true); got != events.Outbound {
 		t.Errorf("second leg of an outbound call: %s", got)
 	}
 }

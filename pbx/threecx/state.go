@@ -23,10 +23,9 @@ const (
 )
 
 // Memory limits: how long the book remembers ended legs (to ignore late
-// messages about them) and ended calls (for direction and transfer links).
+// messages about them) and ended calls (for their direction and line).
 const (
 	tombstoneTTL = 10 * time.Minute
-	linkWindow   = 2 * time.Minute
 	pruneEvery   = time.Minute
 )
 
@@ -39,7 +38,6 @@ type book struct {
 	legs     map[string]*leg      // by participant entity path
 	gone     map[string]time.Time // ended legs, by path
 	calls    map[string]*callInfo // by callid
-	lastCall map[string]dnCall    // agent DN → its latest reported call
 	pruned   time.Time
 }
 
@@ -49,7 +47,9 @@ type leg struct {
 	agent bool
 	sent  events.State // highest state journaled, "" before the first
 	dir   events.Direction
-	link  string
+	// referredBy is the agent's extension that handed this leg its call
+	// (see referrerOf); the tracker joins a new callid to that agent's call.
+	referredBy string
 	// consultParty is the other extension while this participant was in a
 	// call between two extensions (the consultation of an attended transfer).
 	consultParty string
@@ -63,11 +63,6 @@ type callInfo struct {
 	// did the dialled number, from whichever participant of the call showed
 	// them first (see learnCall).
 	line, did string
-}
-
-type dnCall struct {
-	callID string
-	at     time.Time
 }
 
 // pending is a signal to journal and the path of the leg it belongs to; the
@@ -84,7 +79,6 @@ func newBook(nonAgent []string) *book {
 		legs:     make(map[string]*leg),
 		gone:     make(map[string]time.Time),
 		calls:    make(map[string]*callInfo),
-		lastCall: make(map[string]dnCall),
 	}
 	for _, dn := range nonAgent {
 		if dn = strings.TrimSpace(dn); dn != "" {
@@ -156,12 +150,12 @@ func (b *book) observe(path string, p Participant, now time.Time) (pending, bool
 	if rank(st) <= rank(l.sent) {
 		return pending{}, false
 	}
-	dir, link := l.dir, l.link
+	dir, ref := l.dir, l.referredBy
 	if l.sent == "" {
-		link = b.linkFor(p, l, now)
-		dir = b.directionFor(p, l.agent, link)
+		ref = b.referrerOf(p, l)
+		dir = b.directionFor(p, l.agent)
 	}
-	return pending{sig: b.signal(l, st, "", dir, link, now), path: path}, true
+	return pending{sig: b.signal(l, st, "", dir, ref, now), path: path}, true
 }
 
 // end returns the ended signal of a leg the book reported. A leg it never
@@ -173,7 +167,7 @@ func (b *book) end(path, cause string, now time.Time) (pending, bool) {
 		b.gone[path] = now
 		return pending{}, false
 	}
-	return pending{sig: b.signal(l, events.Ended, cause, l.dir, l.link, now), path: path}, true
+	return pending{sig: b.signal(l, events.Ended, cause, l.dir, l.referredBy, now), path: path}, true
 }
 
 // commit records that pd's signal was journaled.
@@ -190,15 +184,12 @@ func (b *book) commit(pd pending, now time.Time) {
 	}
 	if l.sent == "" {
 		c.legs++
-		l.dir, l.link = s.Direction, s.LinkedCallID
+		l.dir, l.referredBy = s.Direction, s.ReferredBy
 	}
 	if c.dir == "" {
 		c.dir = s.Direction
 	}
 	l.sent = s.State
-	if s.Extension != "" {
-		b.lastCall[s.Extension] = dnCall{callID: s.CallID, at: now}
-	}
 	if s.State == events.Ended {
 		delete(b.legs, pd.path)
 		b.gone[pd.path] = now
@@ -272,36 +263,28 @@ func (b *book) diff(dns []DNInfo, now time.Time) []step {
 	return append(present, missing...)
 }
 
-// linkFor names the earlier call this leg continues, when the PBX hints at
-// one: the participant was referred by (or acts on behalf of) an extension
-// whose own customer call is still going or just ended, or it was the
-// consultation partner of such an extension. This is how an attended
-// transfer that keeps the consultation's callid stays one customer call.
-func (b *book) linkFor(p Participant, l *leg, now time.Time) string {
+// referrerOf names the agent who handed this participant its call, when
+// the PBX says so: it was referred by (or acts on behalf of) that agent's
+// extension, or it was that agent's consultation partner (an attended
+// transfer that keeps the consultation's callid). The tracker decides
+// which call that makes it a part of; only agents' extensions are legs
+// it knows.
+func (b *book) referrerOf(p Participant, l *leg) string {
 	for _, dn := range []string{p.ReferredByDN, p.OnBehalfOfDN, l.consultParty} {
-		if dn == "" || dn == p.DN {
-			continue
-		}
-		last, ok := b.lastCall[dn]
-		if !ok || last.callID == string(p.CallID) {
-			continue
-		}
-		if c := b.calls[last.callID]; c != nil && (c.legs > 0 || now.Sub(c.ended) <= linkWindow) {
-			return last.callID
+		if dn != "" && dn != p.DN && b.isAgent(dn) {
+			return dn
 		}
 	}
 	return ""
 }
 
 // directionFor gives a new leg the direction of its call if the call has
-// one (or the call it continues), else derives it from the participant:
+// one, else derives it from the participant:
 // Dialing on an agent is an outgoing call, Ringing an incoming one; a leg
 // first seen Connected is incoming when the PBX routed or referred it.
-func (b *book) directionFor(p Participant, agent bool, link string) events.Direction {
-	for _, id := range []string{string(p.CallID), link} {
-		if c := b.calls[id]; id != "" && c != nil && c.dir != "" {
-			return c.dir
-		}
+func (b *book) directionFor(p Participant, agent bool) events.Direction {
+	if c := b.calls[string(p.CallID)]; c != nil && c.dir != "" {
+		return c.dir
 	}
 	if !agent {
 		return events.Inbound
@@ -318,27 +301,27 @@ func (b *book) directionFor(p Participant, agent bool, link string) events.Direc
 	return events.Outbound
 }
 
-func (b *book) signal(l *leg, st events.State, cause string, dir events.Direction, link string, now time.Time) events.Signal {
+func (b *book) signal(l *leg, st events.State, cause string, dir events.Direction, ref string, now time.Time) events.Signal {
 	p := l.p
 	s := events.Signal{
-		Source:       SourceName,
-		CallID:       string(p.CallID),
-		LegID:        string(p.ID),
-		LinkedCallID: link,
-		Remote:       remoteNumber(p),
-		Dialled:      strings.TrimSpace(p.PartyDID),
-		Line:         b.lineOf(string(p.CallID), link),
-		Direction:    dir,
-		State:        st,
-		Cause:        cause,
-		Time:         now,
+		Source:     SourceName,
+		CallID:     string(p.CallID),
+		LegID:      string(p.ID),
+		ReferredBy: ref,
+		Remote:     remoteNumber(p),
+		Dialled:    strings.TrimSpace(p.PartyDID),
+		Line:       b.lineOf(string(p.CallID)),
+		Direction:  dir,
+		State:      st,
+		Cause:      cause,
+		Time:       now,
 		// A participant reaches each state once, so call, leg and state
 		// identify the observation: a repeated upsert, a replayed snapshot
 		// or a restart of the bridge gives the same key.
 		DedupKey: SourceName + ":" + string(p.CallID) + ":" + string(p.ID) + ":" + string(st),
 	}
 	if s.Dialled == "" {
-		s.Dialled = b.didOf(string(p.CallID), link)
+		s.Dialled = b.didOf(string(p.CallID))
 	}
 	if l.agent {
 		s.Extension = p.DN
@@ -388,22 +371,20 @@ func (b *book) learnCall(p Participant, now time.Time) {
 	}
 }
 
-// lineOf is the trunk DN of a call, or of the call it continues.
-func (b *book) lineOf(callID, link string) string {
-	for _, id := range []string{callID, link} {
-		if c := b.calls[id]; id != "" && c != nil && c.line != "" {
-			return c.line
-		}
+// lineOf is the trunk DN of a call, "" when unknown. (A call that
+// continues another under a new callid gets its line from that call in
+// the tracker.)
+func (b *book) lineOf(callID string) string {
+	if c := b.calls[callID]; c != nil {
+		return c.line
 	}
 	return ""
 }
 
-// didOf is the DID of a call, or of the call it continues.
-func (b *book) didOf(callID, link string) string {
-	for _, id := range []string{callID, link} {
-		if c := b.calls[id]; id != "" && c != nil && c.did != "" {
-			return c.did
-		}
+// didOf is the DID of a call, "" when unknown.
+func (b *book) didOf(callID string) string {
+	if c := b.calls[callID]; c != nil {
+		return c.did
 	}
 	return ""
 }
@@ -422,11 +403,6 @@ func (b *book) prune(now time.Time) {
 	for id, c := range b.calls {
 		if c.legs == 0 && now.Sub(c.ended) > tombstoneTTL {
 			delete(b.calls, id)
-		}
-	}
-	for dn, last := range b.lastCall {
-		if now.Sub(last.at) > tombstoneTTL {
-			delete(b.lastCall, dn)
 		}
 	}
 }

@@ -31,7 +31,9 @@ type savedLeg struct {
 	Agent bool             `json:"agent"`
 	Sent  events.State     `json:"sent"`
 	Dir   events.Direction `json:"direction"`
-	Link  string           `json:"linked_call_id,omitempty"`
+	// ReferredBy: see leg.referredBy. (Records of earlier versions held
+	// linked_call_id instead; the tracker knows the link by then.)
+	ReferredBy string `json:"referred_by,omitempty"`
 }
 
 func storeKey(path string) string { return base64.RawURLEncoding.EncodeToString([]byte(path)) }
@@ -47,7 +49,7 @@ func (s *Source) persist(ctx context.Context, path string) {
 	defer cancel()
 	var err error
 	if l := s.book.legs[path]; l != nil && l.sent != "" {
-		data, _ := json.Marshal(savedLeg{Path: path, P: l.p, Agent: l.agent, Sent: l.sent, Dir: l.dir, Link: l.link})
+		data, _ := json.Marshal(savedLeg{Path: path, P: l.p, Agent: l.agent, Sent: l.sent, Dir: l.dir, ReferredBy: l.referredBy})
 		err = s.store.Put(ctx, storeKey(path), data)
 	} else {
 		err = s.store.Delete(ctx, storeKey(path))
@@ -90,16 +92,13 @@ func (b *book) restore(sl savedLeg, now time.Time) {
 	if _, ok := b.legs[sl.Path]; ok {
 		return
 	}
-	b.legs[sl.Path] = &leg{p: sl.P, agent: sl.Agent, sent: sl.Sent, dir: sl.Dir, link: sl.Link}
+	b.legs[sl.Path] = &leg{p: sl.P, agent: sl.Agent, sent: sl.Sent, dir: sl.Dir, referredBy: sl.ReferredBy}
 	c := b.calls[string(sl.P.CallID)]
 	if c == nil {
 		c = &callInfo{dir: sl.Dir}
 		b.calls[string(sl.P.CallID)] = c
 	}
 	c.legs++
-	if sl.Agent {
-		b.lastCall[sl.P.DN] = dnCall{callID: string(sl.P.CallID), at: now}
-	}
 	// The line and DID of the call, as far as the saved participant shows
 	// them, for the signals still to come (its end).
 	b.learnCall(sl.P, now)
