@@ -125,14 +125,14 @@ func (b *Bridge) startSinks(ctx context.Context, metrics *events.Metrics, onDeli
 			if err != nil {
 				return err
 			}
-			sink = &followup.Sink{Poster: b.robin, Channel: b.cfg.Sinks.MissedCallChannel, Open: kv, Agent: b.agentName}
+			sink = events.Envelopes(&followup.Sink{Poster: b.robin, Channel: b.cfg.Sinks.MissedCallChannel, Open: kv, Agent: b.agentName})
 			priority = events.PriorityLow
 		case chatwoot.Name:
 			cw, err := b.newCallLog(ctx)
 			if err != nil {
 				return err
 			}
-			sink, limiter, s.close = cw, cw.Limiter(), cw.Close
+			sink, limiter, s.close = events.Envelopes(cw), cw.Limiter(), cw.Close
 		}
 		s.disp = events.NewDispatcher(events.DispatcherOptions{
 			Queue: q, Name: s.name, Sink: sink, Limiter: limiter, Gate: s.breaker, Priority: priority,

@@ -2,8 +2,6 @@ package chatwoot
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,23 +151,13 @@ type caller struct {
 	Event  string `json:"event,omitempty"`
 }
 
-func callerKey(number string) string {
-	h := sha256.Sum256([]byte(number))
-	return "c" + hex.EncodeToString(h[:12])
-}
-
-// Send implements events.Sink; the dispatcher uses SendEnvelope.
-func (s *Sink) Send(ctx context.Context, e events.Event) error {
-	return s.SendEnvelope(ctx, events.Envelope{Event: e})
-}
-
 // SendEnvelope posts the note an event calls for, first finding or
 // creating the contact and the conversation.
 func (s *Sink) SendEnvelope(ctx context.Context, env events.Envelope) error {
 	if !Wants(env) {
 		return nil
 	}
-	key := callerKey(env.Call.Customer)
+	key := events.BucketKey(env.Call.Customer)
 	rec, err := s.load(ctx, key)
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@ package events
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -17,6 +19,25 @@ type Sink interface {
 // the message id); the dispatcher prefers SendEnvelope when a sink has it.
 type EnvelopeSink interface {
 	SendEnvelope(ctx context.Context, env Envelope) error
+}
+
+// Envelopes makes a sink that only takes envelopes a Sink: the dispatcher
+// gives it whole envelopes, and Send (for callers that have only the event)
+// wraps the event in an envelope without a call summary.
+func Envelopes(s EnvelopeSink) Sink { return envelopes{s} }
+
+type envelopes struct{ EnvelopeSink }
+
+func (e envelopes) Send(ctx context.Context, ev Event) error {
+	return e.SendEnvelope(ctx, Envelope{Event: ev})
+}
+
+// BucketKey maps a string a PBX or a helpdesk chose (a customer's number)
+// to a key a journal bucket accepts: "c" and 24 hex digits of its SHA-256.
+// Sinks file what they keep per customer under it.
+func BucketKey(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return "c" + hex.EncodeToString(h[:12])
 }
 
 // Class says what a delivery failure means for the event and the lane.

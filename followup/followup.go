@@ -12,8 +12,6 @@ package followup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,24 +69,13 @@ type open struct {
 	Last   time.Time `json:"last"`
 }
 
-func openKey(customer string) string {
-	h := sha256.Sum256([]byte(customer))
-	return "c" + hex.EncodeToString(h[:12])
-}
-
-// Send implements events.Sink for callers that only have the event; the
-// dispatcher uses SendEnvelope.
-func (s *Sink) Send(ctx context.Context, e events.Event) error {
-	return s.SendEnvelope(ctx, events.Envelope{Event: e})
-}
-
 // SendEnvelope sends the message an event calls for, if any.
 func (s *Sink) SendEnvelope(ctx context.Context, env events.Envelope) error {
 	if !Wants(env) {
 		return nil
 	}
 	c := env.Call
-	key := openKey(c.Customer)
+	key := events.BucketKey(c.Customer)
 	var cur open
 	entry, err := s.Open.Get(ctx, key)
 	switch {
