@@ -29,13 +29,16 @@ import (
 // second the generic webhook journals (real HTTP over loopback, guard,
 // decoding, validation, fsynced publish) with the floor under it: raw
 // JetStream publishes of a signal-sized message with a message id to a
-// stream configured like the journal's SIGNALS stream (SyncAlways). One op
+// stream configured like the journal's SIGNALS stream (SyncAlways). Between
+// the two, journal is the journal's PublishSignal called directly: what
+// the journal adds to the floor, and what HTTP adds to the journal. One op
 // is one journaled signal; c is the number of concurrent clients.
 func BenchmarkIntake(b *testing.B) {
 	// Each pair runs back to back: fsync latency on a shared disk drifts
 	// by a factor of several between minutes, far more than within one.
 	for _, c := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("raw-publish/c=%d", c), func(b *testing.B) { benchRawPublish(b, c) })
+		b.Run(fmt.Sprintf("journal/c=%d", c), func(b *testing.B) { benchJournal(b, c) })
 		b.Run(fmt.Sprintf("webhook/c=%d", c), func(b *testing.B) { benchWebhook(b, c) })
 	}
 }
@@ -149,6 +152,22 @@ func benchRawPublish(b *testing.B, c int) {
 		h := sha256.Sum256(n[:])
 		_, err := js.Publish(ctx, "voipbridge.signals.generic", data, jetstream.WithMsgID("s"+hex.EncodeToString(h[:20])))
 		return err
+	})
+}
+
+func benchJournal(b *testing.B, c int) {
+	j, err := events.OpenJournal(context.Background(), events.JournalOptions{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	now := time.Now().UTC()
+	run(b, c, func(i int) error {
+		id := strconv.Itoa(i)
+		return j.PublishSignal(context.Background(), events.Signal{
+			Source: Source, CallID: "b" + id, Extension: "201", Remote: "+31612345678", Dialled: "+31858770023",
+			Direction: events.Inbound, State: events.Ringing, Time: now, DedupKey: "id:" + id,
+		})
 	})
 }
 
