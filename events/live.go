@@ -64,7 +64,7 @@ func (l *liveCalls) update(m *machine, keys []string) {
 
 func (c *call) live() LiveCall {
 	lc := LiveCall{Key: c.key, Source: c.Source, CallID: c.ID, Direction: c.Direction, Customer: c.Remote, Anonymous: c.Anonymous,
-		DID: c.Referrer, Agent: c.Agent, Transfers: c.Transfers, Internal: c.Internal, Started: c.Started}
+		DID: c.Referrer, Agent: c.Agent, Transfers: int(c.Transfers), Internal: c.Internal, Started: c.Started}
 	if lc.Customer == "" {
 		lc.Customer = c.RemoteRaw
 	}

@@ -2,7 +2,8 @@ package events
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
+	"encoding/json"
 	"hash/fnv"
 	"maps"
 	"slices"
@@ -71,7 +72,7 @@ const (
 	OutcomeReplayed  = "replayed"
 )
 
-type phase int
+type phase uint8
 
 const (
 	phaseRinging phase = iota
@@ -99,7 +100,9 @@ type leg struct {
 }
 
 // call is the tracker's record of one customer call. It is persisted as JSON
-// after every change, so field names are part of the journal's format.
+// after every change, so field names are part of the journal's format. Its
+// fields are ordered so that it fits a 512-byte allocation: a tracker holds
+// up to a hundred thousand of them (see BenchmarkHeldCallMemory).
 type call struct {
 	ID string `json:"id"` // event Id: the PBX call id of the customer call
 	// Gen tells apart calls that reuse one PBX call id: the PBX time of the
@@ -110,25 +113,21 @@ type call struct {
 	Direction Direction `json:"direction"`
 	Remote    string    `json:"remote,omitempty"`
 	RemoteRaw string    `json:"remote_raw,omitempty"`
-	Anonymous bool      `json:"anonymous,omitempty"`
 	Referrer  string    `json:"referrer,omitempty"`
 	Ignore    string    `json:"ignore,omitempty"` // why the call is not reported
-	// Internal: a call between extensions; From is its caller's extension.
-	Internal   bool      `json:"internal,omitempty"`
+	// From is the caller's extension of a call between extensions.
 	From       string    `json:"from,omitempty"`
-	Phase      phase     `json:"phase"`
 	Agent      string    `json:"agent,omitempty"`       // agent on the call now
 	LastRang   string    `json:"last_rang,omitempty"`   // last agent that rang
 	LastRangAt time.Time `json:"last_rang_at,omitzero"` // PBX time it rang
 	AnsweredAt time.Time `json:"answered_at,omitzero"`  // our time of the answer
-	// AgentAt is the PBX time the current agent took the call (answered
-	// it, or was handed it): an answer or transfer older than that arrived
-	// late and does not take the call back.
-	AgentAt time.Time `json:"agent_at,omitzero"`
-	// AnswerTime is the PBX time of the call's first answer: a ring that
-	// began before it and arrives after it lost (a ring group).
-	AnswerTime time.Time `json:"answer_time,omitzero"`
-	Transfers  int       `json:"transfers,omitempty"`
+	// AgentAt is the PBX time (Unix ns) the current agent took the call
+	// (answered it, or was handed it): an answer or transfer older than
+	// that arrived late and does not take the call back.
+	AgentAt int64 `json:"agent_at_ns,omitempty"`
+	// AnswerTime is the PBX time (Unix ns) of the call's first answer: a
+	// ring that began before it and arrives after it lost (a ring group).
+	AnswerTime int64     `json:"answer_at_ns,omitempty"`
 	Legs       []leg     `json:"leg_list,omitempty"`
 	Seen       []uint64  `json:"seen_h,omitempty"` // hashes of recent dedup keys
 	Started    time.Time `json:"started,omitzero"` // our time of the first signal
@@ -137,18 +136,27 @@ type call struct {
 	// CallEnd is the PBX time of the whole call's end: what arrives later
 	// about an earlier moment is ended at once. EndFirst: that end arrived
 	// before the call's other signals.
-	CallEnd  time.Time `json:"call_end,omitzero"`
-	EndFirst bool      `json:"end_first,omitempty"`
-	Cause    string    `json:"cause,omitempty"` // cause of the pending end
-	Done     time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
-	Updated  time.Time `json:"updated"`         // last activity (our clock)
-	LastSeq  uint64    `json:"last_seq"`        // last signal sequence folded in
-
-	// OldLegs is the leg map of records written before leg_list; read once.
-	OldLegs map[string]*leg `json:"legs,omitempty"`
+	CallEnd time.Time `json:"call_end,omitzero"`
+	Cause   string    `json:"cause,omitempty"` // cause of the pending end
+	Done    time.Time `json:"done,omitzero"`   // when the call was finished (tombstone)
+	Updated time.Time `json:"updated"`         // last activity (our clock)
+	LastSeq uint64    `json:"last_seq"`        // last signal sequence folded in
 
 	key     string // journal key
 	indexed string // byCustomer key it is filed under, "" when none
+
+	Transfers int32 `json:"transfers,omitempty"`
+	Phase     phase `json:"phase"`
+	Anonymous bool  `json:"anonymous,omitempty"`
+	// Internal: a call between extensions (see From).
+	Internal bool `json:"internal,omitempty"`
+	EndFirst bool `json:"end_first,omitempty"`
+}
+
+// oldRecord reads call records of versions that kept legs in a map.
+type oldRecord struct {
+	*call
+	OldLegs map[string]*leg `json:"legs,omitempty"`
 }
 
 // maxSeen bounds the dedup keys kept per call.
@@ -197,14 +205,15 @@ func newMachine(pol Policies, numbers Numbers, dir Directory) *machine {
 func aliasKey(source, callID string) string { return source + "|" + callID }
 
 // callKey is the journal key of a call: JetStream KV keys allow a limited
-// alphabet, PBX call ids do not.
+// alphabet, PBX call ids do not. It is "c" and 128 bits of a hash in
+// base64url (records of earlier versions have hex keys; both are read).
 func callKey(source, callID string, gen int64) string {
 	s := aliasKey(source, callID)
 	if gen != 0 {
 		s += "|" + strconv.FormatInt(gen, 10)
 	}
 	h := sha256.Sum256([]byte(s))
-	return "c" + hex.EncodeToString(h[:16])
+	return "c" + base64.RawURLEncoding.EncodeToString(h[:16])
 }
 
 // keep is how long a tombstone is kept: late repeats inside it are ignored,
@@ -217,20 +226,30 @@ func (m *machine) continuing(source string) bool {
 	return m.pol.Continuing[source] && m.pol.TransferWindow > 0
 }
 
+// decodeCall reads a persisted call record, those of versions that kept
+// legs in a map included.
+func decodeCall(data []byte) (*call, error) {
+	rec := oldRecord{call: new(call)}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, err
+	}
+	c := rec.call
+	for id, l := range rec.OldLegs {
+		l.ID = id
+		if l.Ext == "" && id != callLeg {
+			l.Ext = id
+		}
+		c.Legs = append(c.Legs, *l)
+	}
+	if rec.OldLegs != nil {
+		slices.SortFunc(c.Legs, func(a, b leg) int { return a.Time.Compare(b.Time) })
+	}
+	return c, nil
+}
+
 // restore adds a persisted call under its journal key.
 func (m *machine) restore(key string, c *call) {
 	c.key = key
-	if c.OldLegs != nil {
-		for id, l := range c.OldLegs {
-			l.ID = id
-			if l.Ext == "" && id != callLeg {
-				l.Ext = id
-			}
-			c.Legs = append(c.Legs, *l)
-		}
-		slices.SortFunc(c.Legs, func(a, b leg) int { return a.Time.Compare(b.Time) })
-		c.OldLegs = nil
-	}
 	m.calls[key] = c
 	for _, id := range c.CallIDs {
 		ak := aliasKey(c.Source, id)
@@ -425,7 +444,7 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			// still happened, and the leg is over.
 			return m.lateStart(c, l, s, st, agent, now, r)
 		}
-		if st == Answered && s.Time.Before(c.AgentAt) && (l == nil || l.State != Answered) {
+		if st == Answered && before(s.Time, c.AgentAt) && (l == nil || l.State != Answered) {
 			return m.superseded(c, l, lk, s, agent, now, r)
 		}
 		at := s.Time
@@ -453,7 +472,7 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			case l.State == st && (s.State != Transferred || st != Ringing || l.Handed):
 				return OutcomeDuplicate
 			}
-		} else if st == Ringing && c.Phase == phaseAnswered && !s.Time.After(c.AnswerTime) {
+		} else if st == Ringing && c.Phase == phaseAnswered && c.AnswerTime != 0 && s.Time.UnixNano() <= c.AnswerTime {
 			// A phone of a ring group that rang before the answer, reported
 			// after it: it lost.
 			c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension, State: Ringing, Time: s.Time, Agent: agent})
@@ -534,7 +553,7 @@ func (m *machine) lateStart(c *call, l *leg, s Signal, st State, agent string, n
 		}
 		return OutcomeApplied
 	}
-	if s.Time.Before(c.AgentAt) {
+	if before(s.Time, c.AgentAt) {
 		// The call was taken by its current agent after this: what it
 		// says happened, but the call has moved on.
 		return OutcomeApplied
@@ -565,12 +584,15 @@ func (m *machine) superseded(c *call, l *leg, lk string, s Signal, agent string,
 		l = &c.Legs[len(c.Legs)-1]
 	}
 	l.State, l.Time, l.Agent, l.Handed = Answered, s.Time, agent, false
-	m.endLeg(c, l, c.AgentAt)
+	m.endLeg(c, l, time.Unix(0, c.AgentAt).UTC())
 	if !c.active() && c.Done.IsZero() && c.EndAt.IsZero() {
 		m.ended(c, c.Cause, now, r)
 	}
 	return OutcomeApplied
 }
+
+// before reports whether t is before the instant ns (Unix ns; 0: none).
+func before(t time.Time, ns int64) bool { return ns != 0 && t.UnixNano() < ns }
 
 // answeredAt is the PBX time of the leg's answer (or hand-over): its state's
 // time, or the time before its end when the end arrived first.
@@ -625,7 +647,7 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 		// and stay.
 		l := c.leg(legID)
 		at := l.answeredAt()
-		c.AgentAt, c.AnswerTime = at, at
+		c.AgentAt, c.AnswerTime = at.UnixNano(), at.UnixNano()
 		for i := range c.Legs {
 			if l := &c.Legs[i]; l.ID != legID && l.State == Ringing && !l.Time.After(at) {
 				m.endLeg(c, l, l.Time)
@@ -654,7 +676,7 @@ func (m *machine) answeredBy(c *call, legID, agent string, now time.Time, r *res
 
 // takenAt records that the call's agent took it (again) on leg legID.
 func (c *call) takenAt(legID string) {
-	if at := c.leg(legID).answeredAt(); at.After(c.AgentAt) {
+	if at := c.leg(legID).answeredAt().UnixNano(); at > c.AgentAt {
 		c.AgentAt = at
 	}
 }
@@ -928,7 +950,7 @@ func (m *machine) emit(c *call, t EventType, now time.Time, r *result) {
 	}
 	id += "|" + string(t)
 	if t == EventTransfer {
-		id += "|" + strconv.Itoa(c.Transfers)
+		id += "|" + strconv.Itoa(int(c.Transfers))
 	}
 	r.events = append(r.events, Envelope{
 		Event: Event{

@@ -276,9 +276,8 @@ func (t *Tracker) restore(ctx context.Context) error {
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < len(recs); i += workers {
-				c := new(call)
-				recs[i].err = json.Unmarshal(recs[i].val, c)
-				recs[i].c, recs[i].val = c, nil
+				recs[i].c, recs[i].err = decodeCall(recs[i].val)
+				recs[i].val = nil
 			}
 		})
 	}
