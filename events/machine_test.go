@@ -156,6 +156,24 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "referral: a blind transfer of a withheld number, on a new call id, is one call (nothing to correlate by but the referrer)",
+			pol:  continuing,
+			steps: []step{
+				sig(0, "c1", Ringing, "201", remote("anonymous")),
+				sig(1*s, "c1", Answered, "201", remote("anonymous")),
+				sig(20*s, "c1", Ended, "201", remote("anonymous")),
+				sig(20*s+200*time.Millisecond, "c2", Ringing, "202", remote("anonymous"), referred("201")),
+				sig(23*s, "c2", Answered, "202", remote("anonymous"), referred("201")),
+				sig(60*s, "c2", Ended, "202", remote("anonymous"), referred("201")),
+				tick(80 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", "anonymous", did, "Inbound"},
+				{EventTransfer, "c1", "202", "anonymous", did, "Inbound"},
+				{EventDisconnected, "c1", "202", "anonymous", did, "Inbound"},
+			},
+		},
+		{
 			name: "referral: by an extension on no call, or on a call that ended, the call is new",
 			steps: []step{
 				sig(0, "c1", Answered, "201"),

@@ -280,6 +280,8 @@ func TestMonitorCallsOverUDPAndTCP(t *testing.T) {
 					waitFor(t, "answered", func() bool { return h.rec.count() == 5 })
 					b.Hangup("remote-bye")
 					bRing, bAns, bEnd := sig(b, events.Ringing, ""), sig(b, events.Answered, ""), sig(b, events.Ended, "remote-bye")
+					// The PBX names the transferring agent in <referred-by>.
+					bRing.ReferredBy, bAns.ReferredBy, bEnd.ReferredBy = "201", "201", "201"
 					if newID {
 						bRing.LinkedCallID, bAns.LinkedCallID, bEnd.LinkedCallID = a.CallID, a.CallID, a.CallID
 					} else if b.CallID != a.CallID {

@@ -25,10 +25,14 @@ type leg struct {
 	callID    string
 	synthetic bool // callID made up because the PBX sent none
 	linked    string
-	direction events.Direction
-	remote    string
-	dialled   string
-	state     events.State
+	// referredBy is the extension in the dialog's <referred-by> (the agent
+	// who transferred the caller here), for the tracker to join the call
+	// that agent is on.
+	referredBy string
+	direction  events.Direction
+	remote     string
+	dialled    string
+	state      events.State
 }
 
 // legs maps dialog id → leg for one extension. It is replaced, never
@@ -157,6 +161,11 @@ func (l *leg) merge(d dialoginfo.Dialog, ext string) {
 			l.linked = c
 		}
 	}
+	if d.ReferredBy != nil {
+		if u := userPart(clean(d.ReferredBy.URI)); u != "" && u != ext && events.CheckText(u, events.MaxExtensionBytes) == "" {
+			l.referredBy = u
+		}
+	}
 	if l.direction == events.Inbound {
 		if n := companyNumber(d, ext); n != "" {
 			l.dialled = n
@@ -170,6 +179,7 @@ func (l leg) signal(ext, dialogID string, st events.State, cause string, now tim
 		CallID:       l.callID,
 		LegID:        legID(ext, dialogID),
 		LinkedCallID: l.linked,
+		ReferredBy:   l.referredBy,
 		Extension:    ext,
 		Remote:       l.remote,
 		Dialled:      l.dialled,

@@ -180,13 +180,19 @@ func TestTransferAndOddities(t *testing.T) {
 		{
 			name: "replaces links the new call id",
 			docs: []string{`<dialog-info version="1"><dialog id="n1" call-id="new-1" direction="recipient"><state>early</state><replaces call-id="old-1" local-tag="a" remote-tag="b"/><referred-by>sip:201@pbx</referred-by><remote><identity>sip:0612345678@pbx</identity></remote></dialog></dialog-info>`},
-			want: []events.Signal{{Source: "sip", CallID: "new-1", LinkedCallID: "old-1", LegID: "n1@202", Extension: "202",
+			want: []events.Signal{{Source: "sip", CallID: "new-1", LinkedCallID: "old-1", ReferredBy: "201", LegID: "n1@202", Extension: "202",
+				Remote: "sip:0612345678@pbx", Direction: events.Inbound, State: events.Ringing}},
+		},
+		{
+			name: "referred-by without replaces names the transferring agent",
+			docs: []string{`<dialog-info version="1"><dialog id="n2" call-id="new-2" direction="recipient"><state>early</state><referred-by display="Agent">&lt;sip:201@pbx;transport=tcp&gt;</referred-by><remote><identity>sip:0612345678@pbx</identity></remote></dialog></dialog-info>`},
+			want: []events.Signal{{Source: "sip", CallID: "new-2", ReferredBy: "201", LegID: "n2@202", Extension: "202",
 				Remote: "sip:0612345678@pbx", Direction: events.Inbound, State: events.Ringing}},
 		},
 		{
 			name: "rfc example partial confirmed with replaces",
 			docs: []string{mustRead(t, "rfc4235-partial-transfer.xml")},
-			want: []events.Signal{{Source: "sip", CallID: "c3e1b2a0@pbx.example.com", LinkedCallID: "hg287s98s89@pbx.example.com",
+			want: []events.Signal{{Source: "sip", CallID: "c3e1b2a0@pbx.example.com", LinkedCallID: "hg287s98s89@pbx.example.com", ReferredBy: "1001",
 				LegID: "zxcvbnm3@202", Extension: "202", Remote: `"Customer" <sip:+31612345678@pbx.example.com>`,
 				Direction: events.Inbound, State: events.Answered}},
 		},
