@@ -145,9 +145,16 @@ type call struct {
 	key     string // journal key
 	indexed string // byCustomer key it is filed under, "" when none
 
-	Transfers int32 `json:"transfers,omitempty"`
+	Transfers int16 `json:"transfers,omitempty"`
 	Phase     phase `json:"phase"`
-	Anonymous bool  `json:"anonymous,omitempty"`
+	// Held: the call started answered, with another agent, while a call
+	// of the same customer and company number was answered: perhaps that
+	// call handed over (a B2BUA bridging the customer on a new dialog),
+	// perhaps a second call. Its events wait until that call's agent leg
+	// ends (a hand-over: the legs join that call) or TransferWindow passes
+	// (a call of its own: its Answered goes out then).
+	Held      bool `json:"held,omitempty"`
+	Anonymous bool `json:"anonymous,omitempty"`
 	// Internal: a call between extensions (see From).
 	Internal bool `json:"internal,omitempty"`
 	EndFirst bool `json:"end_first,omitempty"`
@@ -264,6 +271,9 @@ func (m *machine) restore(key string, c *call) {
 	case !c.EndAt.IsZero():
 		m.timers.push(c.EndAt, key, timerEnd)
 	}
+	if c.Held {
+		m.timers.push(c.Started.Add(m.pol.TransferWindow), key, timerRelease)
+	}
 	m.schedTimeout(c)
 	m.index(c)
 	for _, l := range c.Legs {
@@ -330,8 +340,13 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		if s.State == Ended && (m.pol.TransferWindow <= 0 || s.LegID != "" || s.Extension != "") {
 			return result{outcome: OutcomeUnknown}
 		}
+		held := m.heldFor(s)
 		key, c = m.create(s, now)
 		endFirst = s.State == Ended
+		if held {
+			c.Held = true
+			m.timers.push(now.Add(m.pol.TransferWindow), key, timerRelease)
+		}
 	}
 	h := hashKey(s.DedupKey)
 	switch {
@@ -734,6 +749,13 @@ func (c *call) active() bool {
 // rings the next phone after the last one gave up, and a missed call's
 // report is waited for by nobody.
 func (m *machine) ended(c *call, cause string, now time.Time, r *result) {
+	if c.Held {
+		// A held call that ends was a call of its own.
+		m.release(c, now, r)
+	}
+	if c.Phase == phaseAnswered && m.continuing(c.Source) && m.handOver(c, now, r) {
+		return // the call goes on with the agent it was handed to
+	}
 	if m.pol.TransferWindow <= 0 || (c.Phase == phaseAnswered && !m.continuing(c.Source) && c.complete()) {
 		c.Cause = cause
 		m.finish(c, now, r)
@@ -785,6 +807,57 @@ func (m *machine) absorb(c *call, now time.Time, r *result) bool {
 	if b == nil {
 		return false
 	}
+	m.merge(c, b, r)
+	return true
+}
+
+// handOver continues answered call c, whose last leg just ended, with a
+// held call of the same customer (see Call.Held): the PBX had bridged the
+// customer to that call's agent on a dialog of its own. Its legs, ids and
+// dedup keys become c's, and c is handed to its agent (Transfer).
+func (m *machine) handOver(c *call, now time.Time, r *result) bool {
+	if c.indexed == "" {
+		return false
+	}
+	var b *call
+	for _, k := range m.byCustomer[c.indexed] {
+		o := m.calls[k]
+		if o == nil || o == c || !o.Held || !o.Done.IsZero() || !o.active() {
+			continue
+		}
+		if b == nil || o.Started.After(b.Started) {
+			b = o
+		}
+	}
+	if b == nil {
+		return false
+	}
+	agent, leg := b.Agent, ""
+	for _, l := range b.Legs {
+		if l.State == Answered && l.Agent == agent {
+			leg = l.ID
+		}
+	}
+	m.merge(c, b, r)
+	m.revive(c)
+	if leg != "" && agent != "" {
+		m.answeredBy(c, leg, agent, now, r)
+	}
+	return true
+}
+
+// release ends the hold of call c: a call of its own, whose Answered goes
+// out now.
+func (m *machine) release(c *call, now time.Time, r *result) {
+	c.Held = false
+	if c.Phase == phaseAnswered {
+		m.emit(c, EventAnswered, now, r)
+	}
+	r.change(c.key)
+}
+
+// merge moves call b into c: its legs, call ids and dedup keys; b is gone.
+func (m *machine) merge(c, b *call, r *result) {
 	for _, l := range b.Legs {
 		c.Legs = append(c.Legs, l)
 		if l.State != Ended && l.Ext != "" {
@@ -807,7 +880,6 @@ func (m *machine) absorb(c *call, now time.Time, r *result) bool {
 	delete(m.calls, b.key)
 	r.deleted = append(r.deleted, b.key)
 	r.change(c.key)
-	return true
 }
 
 // snapshot ends the legs of the snapshot's extension that it no longer
@@ -847,6 +919,7 @@ const (
 	timerEnd     = iota // a pending end is due
 	timerTimeout        // the call may have timed out
 	timerForget         // a tombstone may be forgotten
+	timerRelease        // a held call's hold is over
 )
 
 func (m *machine) schedTimeout(c *call) {
@@ -884,6 +957,10 @@ func (m *machine) tick(now time.Time) result {
 			}
 			c.Cause = "timeout"
 			m.finish(c, now, &r)
+		case timerRelease:
+			if c.Held && c.Done.IsZero() {
+				m.release(c, now, &r)
+			}
 		case timerForget:
 			if c.Done.IsZero() || now.Sub(c.Done) < m.keep() {
 				continue
@@ -904,6 +981,9 @@ func (m *machine) tick(now time.Time) result {
 // for a missed inbound call when the policy says so. What is left is a
 // tombstone: enough to ignore late signals and recognise a reused call id.
 func (m *machine) finish(c *call, now time.Time, r *result) {
+	if c.Held {
+		m.release(c, now, r)
+	}
 	c.Done, c.EndAt = now, time.Time{}
 	for _, l := range c.Legs {
 		if l.State != Ended && l.Ext != "" {
@@ -939,7 +1019,7 @@ func (m *machine) emit(c *call, t EventType, now time.Time, r *result) {
 			return
 		}
 	}
-	if c.Ignore != "" {
+	if c.Ignore != "" || c.Held && t != EventDisconnected {
 		return
 	}
 	// The id is deterministic (a replayed signal gives the same one, and
@@ -1058,21 +1138,43 @@ func (m *machine) find(s Signal, now time.Time) (string, *call) {
 //     step or a transfer that the PBX placed as a new call;
 //   - c only rings and began less than TransferWindow ago: a ring group
 //     whose PBX rings each phone on a dialog of its own;
-//   - c is answered and the new leg starts answered with another agent: the
-//     PBX bridged the customer to that agent (a hand-over).
 //
-// Never to a call that is plainly still going: a second call from the same
-// number rings first, and stays a call of its own.
+// Never to a call that is plainly still going. A leg that starts answered
+// with another agent while c is answered may be a hand-over (the PBX
+// bridged the customer to that agent) or a second call: it becomes a call
+// of its own, held (see heldFor and handOver).
 func (m *machine) continues(c *call, s Signal, now time.Time) bool {
 	switch {
 	case !c.EndAt.IsZero():
 		return now.Before(c.EndAt)
 	case c.Phase == phaseRinging:
 		return now.Sub(c.Started) < m.pol.TransferWindow
-	default:
-		a := m.agent(s)
-		return (s.State == Answered || s.State == Transferred) && a != "" && a != c.Agent
 	}
+	return false
+}
+
+// heldFor reports whether a new call whose first signal is s is held: s
+// starts answered, with an agent, and a call of the same customer and
+// company number is answered by another agent and not ending.
+func (m *machine) heldFor(s Signal) bool {
+	if !m.continuing(s.Source) || s.Remote == "" || (s.State != Answered && s.State != Transferred) {
+		return false
+	}
+	a := m.agent(s)
+	if a == "" {
+		return false
+	}
+	remote := m.numbers.Normalize(s.Remote)
+	if remote.Kind != phone.External && remote.Kind != phone.Invalid {
+		return false
+	}
+	for _, k := range m.byCustomer[customerKey(s.Source, remote.E164, m.referrer(s.Dialled))] {
+		c := m.calls[k]
+		if c != nil && c.Done.IsZero() && c.EndAt.IsZero() && c.Phase == phaseAnswered && !c.Held && c.Agent != a {
+			return true
+		}
+	}
+	return false
 }
 
 // callOf returns the call extension ext of source is on: the call with an

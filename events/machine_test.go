@@ -693,7 +693,7 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
-			name: "continuing, TRANSFER_WINDOW=0: a hand-over while the first leg is up still joins",
+			name: "continuing, TRANSFER_WINDOW=0: nothing is correlated, a leg that starts answered is a call of its own",
 			pol:  func(p *Policies) { continuing(p); p.TransferWindow = 0 },
 			steps: []step{
 				sig(0, "a", Answered, "201"),
@@ -703,8 +703,47 @@ func TestTrackerRules(t *testing.T) {
 			},
 			want: []ev{
 				{EventAnswered, "a", "201", caller, did, "Inbound"},
-				{EventTransfer, "a", "202", caller, did, "Inbound"},
-				{EventDisconnected, "a", "202", caller, did, "Inbound"},
+				{EventAnswered, "b", "202", caller, did, "Inbound"},
+				{EventDisconnected, "a", "201", caller, did, "Inbound"},
+				{EventDisconnected, "b", "202", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "continuing: a second call from one number that starts answered stays a call of its own (its Answered waits the window)",
+			pol:  continuing,
+			steps: []step{
+				sig(0, "a", Answered, "201"),
+				sig(20*s, "b", Answered, "202"),
+				tick(29 * s), // the first call's agent is still on it
+				tick(30 * s), // the window passed: b is a call of its own
+				sig(45*s, "b", Ended, "202"),
+				tick(56 * s),
+				sig(90*s, "a", Ended, "201"),
+				tick(101 * s),
+			},
+			want: []ev{
+				{EventAnswered, "a", "201", caller, did, "Inbound"},
+				{EventAnswered, "b", "202", caller, did, "Inbound"},
+				{EventDisconnected, "b", "202", caller, did, "Inbound"},
+				{EventDisconnected, "a", "201", caller, did, "Inbound"},
+			},
+		},
+		{
+			name: "continuing: a held call that ends inside the window was a call of its own",
+			pol:  continuing,
+			steps: []step{
+				sig(0, "a", Answered, "201"),
+				sig(20*s, "b", Answered, "202"),
+				sig(25*s, "b", Ended, "202"),
+				tick(36 * s),
+				sig(90*s, "a", Ended, "201"),
+				tick(101 * s),
+			},
+			want: []ev{
+				{EventAnswered, "a", "201", caller, did, "Inbound"},
+				{EventAnswered, "b", "202", caller, did, "Inbound"},
+				{EventDisconnected, "b", "202", caller, did, "Inbound"},
+				{EventDisconnected, "a", "201", caller, did, "Inbound"},
 			},
 		},
 		{

@@ -59,3 +59,61 @@ func TestCallRecords(t *testing.T) {
 		t.Errorf("agent_at %d, answer_at %d, key %q", c2.AgentAt, c2.AnswerTime, k)
 	}
 }
+
+// TestHeldCall: a call that starts answered beside an answered call of the
+// same customer says nothing until the first call's agent leg ends (then
+// it was a hand-over: Transfer on the first call) or the window passes
+// (then it is a call of its own: Answered), and survives a restart held.
+func TestHeldCall(t *testing.T) {
+	pol := defaultPolicies()
+	continuing(&pol)
+	s := time.Second
+	m := newTestMachine(t, pol, "")
+	types := func(r result) (out []string) {
+		for _, e := range r.events {
+			out = append(out, string(e.Event.Type)+" "+e.Event.ID+" "+e.Event.PhoneExtension)
+		}
+		return out
+	}
+	apply := func(st step) result { return m.apply(st.sig, 0, t0.Add(st.at)) }
+	if got := types(apply(sig(0, "a", Answered, "201"))); len(got) != 1 {
+		t.Fatalf("first call: %v", got)
+	}
+	if got := types(apply(sig(20*s, "b", Answered, "202"))); len(got) != 0 {
+		t.Fatalf("the second call spoke while held: %v", got)
+	}
+	// Restart: the held call comes back held, its deadline too.
+	m2 := newTestMachine(t, pol, "")
+	for k, c := range m.calls {
+		data, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeCall(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m2.restore(k, back)
+	}
+	if got := types(m2.tick(t0.Add(29 * s))); len(got) != 0 {
+		t.Fatalf("released before the window passed: %v", got)
+	}
+	if got := types(m2.tick(t0.Add(31 * s))); !cmp.Equal(got, []string{"Answered b 202"}) {
+		t.Fatalf("after the window: %v", got)
+	}
+
+	// The same start, and then the first agent's leg ends: a hand-over.
+	m = newTestMachine(t, pol, "")
+	apply(sig(0, "a", Answered, "201"))
+	apply(sig(20*s, "b", Answered, "202"))
+	if got := types(apply(sig(21*s, "a", Ended, "201"))); !cmp.Equal(got, []string{"Transfer a 202"}) {
+		t.Fatalf("hand-over: %v", got)
+	}
+	if got := types(m.tick(t0.Add(40 * s))); len(got) != 0 {
+		t.Fatalf("a handed-over call was released too: %v", got)
+	}
+	apply(sig(50*s, "b", Ended, "202"))
+	if got := types(m.tick(t0.Add(61 * s))); !cmp.Equal(got, []string{"Disconnected a 202"}) {
+		t.Fatalf("end: %v", got)
+	}
+}
