@@ -790,20 +790,9 @@ func (c *call) complete() bool {
 // new dialog before it let the first one go. That call's legs, ids and
 // dedup keys become c's; it had reported nothing.
 func (m *machine) absorb(c *call, now time.Time, r *result) bool {
-	if c.indexed == "" {
-		return false
-	}
-	var b *call
-	for _, k := range m.byCustomer[c.indexed] {
-		o := m.calls[k]
-		if o == nil || o == c || !o.Done.IsZero() || o.Phase != phaseRinging || !o.EndAt.IsZero() ||
-			now.Sub(o.Started) >= m.pol.TransferWindow || !o.active() {
-			continue
-		}
-		if b == nil || o.Started.After(b.Started) {
-			b = o
-		}
-	}
+	b := m.newestBeside(c, func(o *call) bool {
+		return o.Phase == phaseRinging && o.EndAt.IsZero() && now.Sub(o.Started) < m.pol.TransferWindow
+	})
 	if b == nil {
 		return false
 	}
@@ -816,19 +805,7 @@ func (m *machine) absorb(c *call, now time.Time, r *result) bool {
 // customer to that call's agent on a dialog of its own. Its legs, ids and
 // dedup keys become c's, and c is handed to its agent (Transfer).
 func (m *machine) handOver(c *call, now time.Time, r *result) bool {
-	if c.indexed == "" {
-		return false
-	}
-	var b *call
-	for _, k := range m.byCustomer[c.indexed] {
-		o := m.calls[k]
-		if o == nil || o == c || !o.Held || !o.Done.IsZero() || !o.active() {
-			continue
-		}
-		if b == nil || o.Started.After(b.Started) {
-			b = o
-		}
-	}
+	b := m.newestBeside(c, func(o *call) bool { return o.Held })
 	if b == nil {
 		return false
 	}
@@ -844,6 +821,26 @@ func (m *machine) handOver(c *call, now time.Time, r *result) bool {
 		m.answeredBy(c, leg, agent, now, r)
 	}
 	return true
+}
+
+// newestBeside returns the call of c's customer and company number, other
+// than c, not finished and with a leg up, that ok accepts and that started
+// last; nil when there is none.
+func (m *machine) newestBeside(c *call, ok func(o *call) bool) *call {
+	if c.indexed == "" {
+		return nil
+	}
+	var b *call
+	for _, k := range m.byCustomer[c.indexed] {
+		o := m.calls[k]
+		if o == nil || o == c || !o.Done.IsZero() || !o.active() || !ok(o) {
+			continue
+		}
+		if b == nil || o.Started.After(b.Started) {
+			b = o
+		}
+	}
+	return b
 }
 
 // release ends the hold of call c: a call of its own, whose Answered goes
