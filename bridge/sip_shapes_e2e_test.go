@@ -148,6 +148,35 @@ func TestSIPB2BUAShapesEndToEnd(t *testing.T) {
 			inbound(first.CallID, "201", r.customer, "Answered", "Disconnected"),
 			inbound(second.CallID, "201", r.customer, "Answered", "Disconnected"))
 	})
+	t.Run("a second call from one number first seen answered stays a call of its own", func(t *testing.T) {
+		t.Parallel()
+		r := startShapeRig(t, "+31612347006")
+		a := r.ring(t, "201")
+		a.Answer()
+		r.tb.WaitEvents(t, 1)
+		b := r.pbx.InboundAnswered("202", national(r.customer), "0201234567") // a is still going
+		r.delivered(t, b)
+		r.tb.WaitEvents(t, 2) // b's Answered, once the window passed
+		b.Hangup("remote-bye")
+		r.tb.WaitEvents(t, 3)
+		a.Hangup("remote-bye")
+		r.expect(t,
+			inbound(a.CallID, "201", r.customer, "Answered", "Disconnected"),
+			inbound(b.CallID, "202", r.customer, "Answered", "Disconnected"))
+	})
+	t.Run("a hand-over on a new dialog with no link is a transfer", func(t *testing.T) {
+		t.Parallel()
+		r := startShapeRig(t, "+31612347007")
+		a := r.ring(t, "201")
+		a.Answer()
+		r.tb.WaitEvents(t, 1)
+		b := r.pbx.InboundAnswered("202", national(r.customer), "0201234567")
+		r.delivered(t, b)
+		a.Hangup("local-bye") // the PBX let the first agent go
+		r.tb.WaitEvents(t, 2)
+		b.Hangup("remote-bye")
+		r.expect(t, inbound(a.CallID, "201", r.customer, "Answered", "Transfer@202", "Disconnected@202"))
+	})
 	t.Run("two calls from one number at once", func(t *testing.T) {
 		t.Parallel()
 		r := startShapeRig(t, "+31612347005")

@@ -54,6 +54,13 @@ func (p *PBX) Inbound(ext, from, did string) *Leg {
 	return p.newLeg(&Leg{Ext: ext, Remote: from, DID: did, CallID: token(10) + "@pbx.test"}, "early")
 }
 
+// InboundAnswered is Inbound for a dialog the PBX first shows confirmed:
+// a phone that answers at once (auto-answer), or a B2BUA bridging the
+// caller to ext on a new dialog with nothing linking it to the first.
+func (p *PBX) InboundAnswered(ext, from, did string) *Leg {
+	return p.newLeg(&Leg{Ext: ext, Remote: from, DID: did, CallID: token(10) + "@pbx.test"}, "confirmed")
+}
+
 // InboundNamed is Inbound with the caller's display name, which documents
 // then carry in the identity's display attribute.
 func (p *PBX) InboundNamed(ext, from, name, did string) *Leg {
