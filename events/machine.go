@@ -1102,7 +1102,7 @@ func (m *machine) find(s Signal, now time.Time) (string, *call) {
 		}
 	}
 	if s.ReferredBy != "" && s.ReferredBy != s.Extension && s.State != Ended {
-		if c := m.callOf(s.Source, s.ReferredBy); c != nil {
+		if c := m.referredCall(s); c != nil {
 			return c.key, c
 		}
 	}
@@ -1174,15 +1174,25 @@ func (m *machine) heldFor(s Signal) bool {
 	return false
 }
 
-// callOf returns the call extension ext of source is on: the call with an
-// open leg of ext updated last, or else the call ext was last on if that
-// call's end is still pending. nil when ext is on no call that goes on.
-func (m *machine) callOf(source, ext string) *call {
-	k := aliasKey(source, ext)
+// referredCall returns the call s's referrer is on: the call with an open
+// leg of that extension updated last, or else the call it was last on if
+// that call's end is still pending; only a call of the same customer when
+// both numbers are known (the referrer's newer call may not have been seen
+// yet: its legs come over other subscriptions, in any order). nil when
+// there is none.
+func (m *machine) referredCall(s Signal) *call {
+	k := aliasKey(s.Source, s.ReferredBy)
+	customer := ""
+	if s.Remote != "" {
+		if n := m.numbers.Normalize(s.Remote); n.Kind == phone.External || n.Kind == phone.Invalid {
+			customer = n.E164
+		}
+	}
+	other := func(c *call) bool { return customer != "" && c.Remote != "" && c.Remote != customer }
 	var best *call
 	for key := range m.byExt[k] {
 		c := m.calls[key]
-		if c == nil || !c.Done.IsZero() {
+		if c == nil || !c.Done.IsZero() || other(c) {
 			continue
 		}
 		if best == nil || c.Updated.After(best.Updated) || c.Updated.Equal(best.Updated) && c.key < best.key {
@@ -1192,7 +1202,7 @@ func (m *machine) callOf(source, ext string) *call {
 	if best != nil {
 		return best
 	}
-	if c := m.calls[m.lastExt[k]]; c != nil && c.Done.IsZero() && !c.EndAt.IsZero() {
+	if c := m.calls[m.lastExt[k]]; c != nil && c.Done.IsZero() && !c.EndAt.IsZero() && !other(c) {
 		return c
 	}
 	return nil

@@ -174,6 +174,27 @@ func TestTrackerRules(t *testing.T) {
 			},
 		},
 		{
+			name: "referral: not to the referrer's call of another customer (its newer call's legs have not all arrived)",
+			pol:  continuing,
+			steps: []step{
+				sig(0, "c1", Answered, "201"),
+				sig(10*s, "c1", Ended, "201"), // c1's end is pending (TRANSFER_WINDOW)
+				// Another caller's call rang 201 and went on to 202; 202's
+				// NOTIFY overtook 201's.
+				sig(11*s, "c3", Ringing, "202", remote("0201234567"), referred("201")),
+				sig(11*s, "c3", Ringing, "201", remote("0201234567")),
+				tick(21 * s),
+				sig(30*s, "c3", Ended, "202", remote("0201234567")),
+				sig(30*s, "c3", Ended, "201", remote("0201234567")),
+				tick(41 * s),
+			},
+			want: []ev{
+				{EventAnswered, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c1", "201", caller, did, "Inbound"},
+				{EventDisconnected, "c3", "201", "+31201234567", did, "Inbound"},
+			},
+		},
+		{
 			name: "referral: by an extension on no call, or on a call that ended, the call is new",
 			steps: []step{
 				sig(0, "c1", Answered, "201"),
