@@ -126,8 +126,15 @@ func TestXelionReadiness(t *testing.T) {
 		t.Errorf("voipbridge_xelion_connected = %v", v)
 	}
 	fake.Close()
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last /readyz: %s", last)
+		}
+	})
 	threecxWaitUntil(t, "/readyz reports Xelion down", func() bool {
 		code, body := threecxGet(t, tb.URL+"/readyz")
+		last = body
 		// Webhook intake is not the Xelion connection: /readyz stays 200.
 		return code == http.StatusOK && strings.Contains(body, `"xelion":"degraded: `) && strings.Contains(body, "Xelion")
 	})

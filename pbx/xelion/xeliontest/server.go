@@ -194,6 +194,16 @@ func (s *Server) Close() {
 	}
 }
 
+// closing reports whether Close was called.
+func (s *Server) closing() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // Transport serves the REST API in memory, without a network.
 func (s *Server) Transport() http.RoundTripper {
 	return roundTripper(func(r *http.Request) (*http.Response, error) {
@@ -502,6 +512,14 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{ws: ws, sess: sess}
 	s.mu.Lock()
+	if s.closing() || s.down {
+		// Close or Down ran while this upgrade was answered: they closed
+		// the socket they knew, not this one, and the client (which
+		// reconnects at once) must not keep it.
+		s.mu.Unlock()
+		ws.CloseNow()
+		return
+	}
 	if s.cur != nil {
 		s.cur.ws.CloseNow()
 	}
