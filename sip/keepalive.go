@@ -75,7 +75,13 @@ func (k *keeper) run(ctx context.Context) {
 		case link != nil && l != nil && l != link:
 			k.restarted("closed our connection")
 		}
-		gone, link = "", l
+		gone = ""
+		if l != nil {
+			// An answer whose connection was closed right after it (it left
+			// the pool before we looked: nil) says nothing about the
+			// connection; the next answer's is compared with the last known.
+			link = l
+		}
 	}
 }
 

@@ -33,6 +33,10 @@ func TestKeepaliveNoticesRestarts(t *testing.T) {
 			[]string{"answers again after the keep-alive failed: keep-alive: transaction timeout"}, 3},
 		{"down at start", []any{down, nil}, []string{"answers again after the keep-alive failed: keep-alive: transaction timeout"}, 1},
 		{"connection closed", []any{connA, connA, connB, connB}, []string{"closed our connection"}, 0},
+		// The PBX closed the connection right after it answered: the answer
+		// came, but its connection had left the pool when the keeper looked
+		// (nil). The next answer's new connection is still a restart.
+		{"connection closed right after the answer", []any{connA, nil, connB, connB}, []string{"closed our connection"}, 0},
 		{"down over tcp then back", []any{connA, down, connB, connB}, []string{"answers again after the keep-alive failed: keep-alive: transaction timeout"}, 1},
 		{"two restarts", []any{nil, down, nil, nil, down, nil},
 			[]string{"answers again after the keep-alive failed: keep-alive: transaction timeout", "answers again after the keep-alive failed: keep-alive: transaction timeout"}, 2},
