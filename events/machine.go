@@ -1109,12 +1109,8 @@ func (m *machine) find(s Signal, now time.Time) (string, *call) {
 	if s.State == Ended || s.Remote == "" || !m.pol.Continuing[s.Source] {
 		return "", nil
 	}
-	remote := m.numbers.Normalize(s.Remote)
-	if remote.Kind != phone.External && remote.Kind != phone.Invalid {
-		return "", nil
-	}
 	var best *call
-	for _, k := range m.byCustomer[customerKey(s.Source, remote.E164, m.referrer(s.Dialled))] {
+	for _, k := range m.customerCalls(s) {
 		c := m.calls[k]
 		if c == nil || !c.Done.IsZero() || !m.continues(c, s, now) {
 			continue
@@ -1161,11 +1157,7 @@ func (m *machine) heldFor(s Signal) bool {
 	if a == "" {
 		return false
 	}
-	remote := m.numbers.Normalize(s.Remote)
-	if remote.Kind != phone.External && remote.Kind != phone.Invalid {
-		return false
-	}
-	for _, k := range m.byCustomer[customerKey(s.Source, remote.E164, m.referrer(s.Dialled))] {
+	for _, k := range m.customerCalls(s) {
 		c := m.calls[k]
 		if c != nil && c.Done.IsZero() && c.EndAt.IsZero() && c.Phase == phaseAnswered && !c.Held && c.Agent != a {
 			return true
@@ -1182,12 +1174,7 @@ func (m *machine) heldFor(s Signal) bool {
 // there is none.
 func (m *machine) referredCall(s Signal) *call {
 	k := aliasKey(s.Source, s.ReferredBy)
-	customer := ""
-	if s.Remote != "" {
-		if n := m.numbers.Normalize(s.Remote); n.Kind == phone.External || n.Kind == phone.Invalid {
-			customer = n.E164
-		}
-	}
+	customer := m.customer(s)
 	other := func(c *call) bool { return customer != "" && c.Remote != "" && c.Remote != customer }
 	var best *call
 	for key := range m.byExt[k] {
@@ -1206,6 +1193,28 @@ func (m *machine) referredCall(s Signal) *call {
 		return c
 	}
 	return nil
+}
+
+// customer is the signal's outside party in E.164, as calls file it, or ""
+// when it has none (no number, withheld, an extension).
+func (m *machine) customer(s Signal) string {
+	if s.Remote == "" {
+		return ""
+	}
+	if n := m.numbers.Normalize(s.Remote); n.Kind == phone.External || n.Kind == phone.Invalid {
+		return n.E164
+	}
+	return ""
+}
+
+// customerCalls returns the keys of the calls filed under s's customer and
+// company number (see index), none when s has no customer.
+func (m *machine) customerCalls(s Signal) []string {
+	remote := m.customer(s)
+	if remote == "" {
+		return nil
+	}
+	return m.byCustomer[customerKey(s.Source, remote, m.referrer(s.Dialled))]
 }
 
 func customerKey(source, remote, referrer string) string {
