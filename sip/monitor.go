@@ -77,12 +77,11 @@ type Monitor struct {
 	runCtx  context.Context    // nil unless Run is running
 	loops   sync.WaitGroup
 
-	// inflight tracks NOTIFY handlers so Run does not return under them.
-	gate     sync.RWMutex
-	closed   bool
-	inflight sync.WaitGroup
-	// busy counts the NOTIFYs being handled; idle, when set, is closed
-	// when it drops to 0 (see settle).
+	// busy counts the NOTIFY handlers running, so that Run waits for
+	// them (settle, then idle); idle, when set, is closed when busy drops
+	// to 0. The gate's closed refuses new ones once Run is stopping.
+	gate   sync.RWMutex
+	closed bool
 	busyMu sync.Mutex
 	busy   int
 	idle   chan struct{}
@@ -192,7 +191,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.gate.Lock()
 	m.closed = true
 	m.gate.Unlock()
-	m.inflight.Wait()
+	m.settle(0) // no NOTIFY starts any more: wait for the last ones
 	st.close()
 	m.log.Info("sip monitor stopped")
 	return nil
@@ -202,12 +201,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 // being handled before it unsubscribes.
 const settleTimeout = time.Second
 
-// settle waits (at most d) for the NOTIFYs being handled to be answered,
-// so that a PBX gets the answer to its last NOTIFY before the unsubscribe
-// (on TCP the two travel on different connections, and the unsubscribe
-// overtook the answer: a PBX may count that NOTIFY as failed). NOTIFYs
-// that come meanwhile, such as the final one an unsubscribe asks for, are
-// still handled; Run waits for every one before it returns.
+// settle waits (at most d; 0: for as long as it takes) for the NOTIFYs
+// being handled to be answered. Run settles before it unsubscribes, so
+// that a PBX gets the answer to its last NOTIFY first (on TCP the two
+// travel on different connections, and the unsubscribe overtook the
+// answer: a PBX may count that NOTIFY as failed); NOTIFYs that come
+// meanwhile, such as the final one an unsubscribe asks for, are still
+// handled. Once the gate is closed Run settles without a bound, so that it
+// does not return under a handler.
 func (m *Monitor) settle(d time.Duration) {
 	m.busyMu.Lock()
 	if m.busy == 0 {
@@ -219,6 +220,10 @@ func (m *Monitor) settle(d time.Duration) {
 	}
 	idle := m.idle
 	m.busyMu.Unlock()
+	if d <= 0 {
+		<-idle
+		return
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -347,10 +352,8 @@ func (m *Monitor) onNotify(req *gosip.Request, tx gosip.ServerTransaction) {
 		_ = tx.Respond(gosip.NewResponseFromRequest(req, gosip.StatusServiceUnavailable, "Shutting Down", nil))
 		return
 	}
-	m.inflight.Add(1)
 	m.handling(1)
 	m.gate.RUnlock()
-	defer m.inflight.Done()
 	defer m.handling(-1)
 
 	status, reason := m.c.handleNotify(context.Background(), req)
