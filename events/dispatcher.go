@@ -643,9 +643,12 @@ func (d *Dispatcher) settle(it *item, f func(ctx context.Context) error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	actx, cancel := context.WithTimeout(ctx, d.o.SettleAttempt)
-	err := f(actx)
-	cancel()
+	attempt := func() error {
+		actx, cancel := context.WithTimeout(ctx, d.o.SettleAttempt)
+		defer cancel()
+		return f(actx)
+	}
+	err := attempt()
 	if err == nil {
 		return
 	}
@@ -663,9 +666,7 @@ func (d *Dispatcher) settle(it *item, f func(ctx context.Context) error) {
 			case <-t.C:
 			}
 			delay = min(2*delay, time.Second)
-			actx, cancel := context.WithTimeout(ctx, d.o.SettleAttempt)
-			err = f(actx)
-			cancel()
+			err = attempt()
 			failing = d.settleErr.note(err, failing, "call_id", it.env.Event.ID, "seq", it.seq)
 			if err == nil {
 				return
