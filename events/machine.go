@@ -97,6 +97,16 @@ type leg struct {
 	Handed   bool      `json:"handed,omitempty"`
 	Prev     State     `json:"prev,omitempty"`
 	PrevTime time.Time `json:"prev_time,omitzero"`
+	// Consult: a consultation leg (see Signal.Consulting). It keeps the
+	// call going, but its answer is not the customer's, and it ends only by
+	// its own identity. Unsure: a transfer the source could not read came
+	// while it was up (CauseUnconfirmed).
+	Consult bool `json:"consult,omitempty"`
+	Unsure  bool `json:"unsure,omitempty"`
+	// Given: a transfer or a consultation gave this leg the customer. A
+	// leg of a call id never seen, of the same extension and customer,
+	// continues its call (a PBX that goes on under a new call id).
+	Given bool `json:"given,omitempty"`
 }
 
 // call is the tracker's record of one customer call. It is persisted as JSON
@@ -373,7 +383,12 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		c.CallIDs = append(c.CallIDs, s.CallID)
 		m.aliases[aliasKey(s.Source, s.CallID)] = key
 	}
-	m.fillNumbers(c, s)
+	consult := m.consults(c, s)
+	if !consult {
+		// A consultation's numbers are the consulted party's, not the
+		// customer's.
+		m.fillNumbers(c, s)
+	}
 	if endFirst {
 		// The end of a call arrived before anything else of it (a source
 		// whose messages can overtake each other): keep it, and give the
@@ -385,7 +400,11 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 		m.timers.push(c.EndAt, c.key, timerEnd)
 		return r
 	}
-	r.outcome = m.fold(c, s, now, &r)
+	if consult {
+		r.outcome = m.consultation(c, s, now, &r)
+	} else {
+		r.outcome = m.fold(c, s, now, &r)
+	}
 	if !c.CallEnd.IsZero() && !s.Time.After(c.CallEnd) && s.State != Ended {
 		for i := range c.Legs {
 			if l := &c.Legs[i]; l.State != Ended {
@@ -444,6 +463,14 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 		}
 	}
 	lk := legKey(s)
+	if s.Extension != "" && s.State != Ringing && c.Remote != "" && m.customer(s) == c.Remote {
+		if l := c.consultOf(s.Extension); l != nil && l.State == Answered {
+			// The consulted agent is seen with the customer: the
+			// consultation became the transfer, whether or not the PBX
+			// said so.
+			m.handTo(c, l, s.Time, now, r)
+		}
+	}
 	switch s.State {
 	case Ringing, Answered, Transferred:
 		st := s.State
@@ -497,8 +524,12 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Extension})
 			l = &c.Legs[len(c.Legs)-1]
 		}
+		if l.State == Ended {
+			l.Given = false // a new episode of the leg
+		}
 		l.State, l.Time, l.Agent = st, at, agent
 		l.Handed = s.State == Transferred && st == Ringing
+		l.Given = l.Given || s.State == Transferred
 		if l.Ext != "" {
 			m.fileExt(c, l.Ext)
 		}
@@ -528,7 +559,7 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 			if l.State == Ended || l.Time.After(s.Time) {
 				continue // over already, or in a later state than this end
 			}
-			if lk == callLeg || l.ID == lk || l.ID == callLeg || (s.Extension != "" && l.Ext == s.Extension) {
+			if lk == callLeg || l.ID == lk || l.ID == callLeg || (s.Extension != "" && l.Ext == s.Extension && !l.Consult) {
 				m.endLeg(c, l, s.Time)
 				changed = true
 			}
@@ -548,11 +579,151 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 		if !changed {
 			return OutcomeDuplicate
 		}
+		m.handUnsure(c, s.Time, now, r)
 		if !c.active() {
 			m.ended(c, s.Cause, now, r)
 		}
 	}
 	return OutcomeApplied
+}
+
+// consultKey is the leg identity of a consultation signal: its leg id, or
+// the consulting agent and the consulted extension.
+func consultKey(s Signal) string {
+	if s.LegID != "" {
+		return s.LegID
+	}
+	return s.Extension + ">" + s.Consulting
+}
+
+// consults reports whether s, a signal of an agent calling s.Consulting, is
+// about a consultation leg of c: one c has (or had, before it became the
+// transfer), or a new one, when the agent is answered on c and does not
+// call c's customer. Otherwise s is about the agent's own call.
+func (m *machine) consults(c *call, s Signal) bool {
+	if s.Consulting == "" {
+		return false
+	}
+	if l := c.leg(consultKey(s)); l != nil {
+		return l.Consult || l.Given && l.Ext == s.Consulting
+	}
+	if cust := m.customer(s); cust != "" && cust == c.Remote {
+		return false
+	}
+	return c.Done.IsZero() && slices.ContainsFunc(c.Legs, func(l leg) bool {
+		return !l.Consult && l.State == Answered && l.Ext == s.Extension
+	})
+}
+
+// consultOf returns c's open consultation leg of extension ext, or nil.
+func (c *call) consultOf(ext string) *leg {
+	for i := range c.Legs {
+		if l := &c.Legs[i]; l.Consult && l.State != Ended && l.Ext == ext {
+			return l
+		}
+	}
+	return nil
+}
+
+// consultation folds a signal of a consultation leg of c (see consults):
+// it rings, is answered and ends on its own, without an event; a transfer
+// on it hands the customer to the consulted agent. A signal about a
+// consultation that already became the transfer changes nothing: its leg
+// is the customer's now, and ends as the customer's leg.
+func (m *machine) consultation(c *call, s Signal, now time.Time, r *result) string {
+	lk := consultKey(s)
+	l := c.leg(lk)
+	if l != nil && !l.Consult {
+		return OutcomeDuplicate
+	}
+	if l == nil {
+		c.Legs = append(c.Legs, leg{ID: lk, Ext: s.Consulting, Consult: true, Time: s.Time,
+			Agent: m.agent(Signal{Source: s.Source, Extension: s.Consulting})})
+		l = &c.Legs[len(c.Legs)-1]
+		if s.State == Ended {
+			// Its end arrived first: remembered, so that what it ends is stale.
+			l.State = Ended
+			return OutcomeApplied
+		}
+	} else if l.State == Ended && !s.Time.After(l.Time) {
+		return OutcomeStale
+	}
+	switch s.State {
+	case Ringing, Answered:
+		switch {
+		case l.State == s.State:
+			return OutcomeDuplicate
+		case l.State != "" && l.State != Ended && s.State.rank() < l.State.rank():
+			return OutcomeStale
+		}
+		l.State, l.Time = s.State, s.Time
+		m.fileExt(c, l.Ext)
+		m.revive(c)
+	case Transferred:
+		if l.State == Ended {
+			return OutcomeStale
+		}
+		if s.Cause == CauseUnconfirmed {
+			if l.Unsure {
+				return OutcomeDuplicate
+			}
+			l.Unsure = true
+			m.handUnsure(c, s.Time, now, r)
+			return OutcomeApplied
+		}
+		m.handTo(c, l, s.Time, now, r)
+	case Ended:
+		if l.State == Ended {
+			return OutcomeDuplicate
+		}
+		m.endLeg(c, l, s.Time)
+		if !c.active() {
+			m.ended(c, s.Cause, now, r)
+		}
+	}
+	return OutcomeApplied
+}
+
+// handTo makes consultation leg l the customer's leg at PBX time at: the
+// consulted agent has the customer (Transfer), and the legs of the agents
+// the customer was with are over.
+func (m *machine) handTo(c *call, l *leg, at time.Time, now time.Time, r *result) {
+	l.Consult, l.Unsure, l.Given = false, false, true
+	l.State, l.Time = Answered, at
+	id, agent := l.ID, l.Agent
+	for i := range c.Legs {
+		if o := &c.Legs[i]; o.ID != id && o.State == Answered && !o.Consult {
+			m.endLeg(c, o, at)
+		}
+	}
+	m.revive(c)
+	if agent != "" {
+		m.answeredBy(c, id, agent, now, r)
+	}
+}
+
+// handUnsure hands answered call c to the consulted agent of an answered
+// consultation leg marked Unsure once no leg of the customer is left: the
+// consulting agent left the customer to them, which is what an attended
+// transfer looks like (see CauseUnconfirmed).
+func (m *machine) handUnsure(c *call, at time.Time, now time.Time, r *result) {
+	if c.Phase != phaseAnswered || !c.Done.IsZero() {
+		return
+	}
+	var u *leg
+	for i := range c.Legs {
+		l := &c.Legs[i]
+		switch {
+		case l.State == Ended:
+		case !l.Consult:
+			return // the customer is still with an agent
+		case l.Unsure && l.State == Answered && (u == nil || l.Time.After(u.Time)):
+			u = l
+		}
+	}
+	if u != nil {
+		m.handTo(c, u, at, now, r)
+	}
 }
 
 // lateStart folds a ringing, answer or transfer of a leg whose end arrived
@@ -1055,7 +1226,7 @@ func (c *call) summary(t EventType, now time.Time) *CallSummary {
 		s.Customer = ""
 	}
 	for _, l := range c.Legs {
-		if l.Ext != "" && !slices.Contains(s.Rang, l.Ext) {
+		if l.Ext != "" && !l.Consult && !slices.Contains(s.Rang, l.Ext) {
 			s.Rang = append(s.Rang, l.Ext)
 		}
 	}
@@ -1103,6 +1274,16 @@ func (m *machine) find(s Signal, now time.Time) (string, *call) {
 	}
 	if s.ReferredBy != "" && s.ReferredBy != s.Extension && s.State != Ended {
 		if c := m.referredCall(s); c != nil {
+			return c.key, c
+		}
+	}
+	if s.Consulting != "" && s.State != Ended {
+		if c := m.consultedCall(s); c != nil {
+			return c.key, c
+		}
+	}
+	if s.Consulting == "" && s.Extension != "" {
+		if c := m.givenCall(s); c != nil {
 			return c.key, c
 		}
 	}
@@ -1182,7 +1363,7 @@ func (m *machine) referredCall(s Signal) *call {
 		if c == nil || !c.Done.IsZero() || other(c) {
 			continue
 		}
-		if best == nil || c.Updated.After(best.Updated) || c.Updated.Equal(best.Updated) && c.key < best.key {
+		if newer(c, best) {
 			best = c
 		}
 	}
@@ -1193,6 +1374,59 @@ func (m *machine) referredCall(s Signal) *call {
 		return c
 	}
 	return nil
+}
+
+// newer reports whether c was updated after best (nil: c is), in a stable
+// order when both were updated at once.
+func newer(c, best *call) bool {
+	return best == nil || c.Updated.After(best.Updated) || c.Updated.Equal(best.Updated) && c.key < best.key
+}
+
+// consultedCall returns the call a new consultation leg belongs to: the
+// unfinished call updated last on which the consulting agent (s.Extension)
+// is answered, with a customer other than the party called; nil when there
+// is none (the agent's own call).
+func (m *machine) consultedCall(s Signal) *call {
+	cust := m.customer(s)
+	var best *call
+	for key := range m.byExt[aliasKey(s.Source, s.Extension)] {
+		c := m.calls[key]
+		if c == nil || !c.Done.IsZero() || (cust != "" && c.Remote == cust) || !m.consults(c, s) {
+			continue
+		}
+		if newer(c, best) {
+			best = c
+		}
+	}
+	return best
+}
+
+// givenCall returns the unfinished call of s's customer on which s's
+// extension has an open leg that a transfer or a consultation gave it: a
+// leg of a call id never seen that continues that call (a PBX that carries
+// a transferred call on, or ends it, under a new call id). nil when there
+// is none.
+func (m *machine) givenCall(s Signal) *call {
+	cust := m.customer(s)
+	if cust == "" {
+		return nil
+	}
+	var best *call
+	for key := range m.byExt[aliasKey(s.Source, s.Extension)] {
+		c := m.calls[key]
+		if c == nil || !c.Done.IsZero() || c.Remote != cust {
+			continue
+		}
+		if !slices.ContainsFunc(c.Legs, func(l leg) bool {
+			return l.State != Ended && l.Ext == s.Extension && (l.Given || l.Consult)
+		}) {
+			continue
+		}
+		if newer(c, best) {
+			best = c
+		}
+	}
+	return best
 }
 
 // customer is the signal's outside party in E.164, as calls file it, or ""

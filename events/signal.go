@@ -49,6 +49,13 @@ func (s State) rank() int {
 	return 0
 }
 
+// CauseUnconfirmed, on a transferred signal of a consultation leg (see
+// Signal.Consulting), says the PBX reported a transfer that the source could
+// not read: perhaps this consultation became it. If the consulting agent
+// then leaves the customer while the consultation is up, the consulted
+// agent has the customer; if the consultation ends first, it was not.
+const CauseUnconfirmed = "unconfirmed"
+
 // Direction is the direction of a customer call as the PBX sees it.
 type Direction string
 
@@ -81,6 +88,16 @@ type Signal struct {
 	// carries on under the consultation's call id). A leg of a call id the
 	// tracker does not know yet continues the call that extension is on.
 	ReferredBy string `json:"referred_by,omitempty"`
+	// Consulting, on an agent's outgoing leg (Extension is that agent),
+	// names the extension the agent calls. When the agent is answered on
+	// another call, with a customer who is not the party called, the leg
+	// is a consultation of that call (the first half of an attended
+	// transfer): Consulting's extension gets a consultation leg there,
+	// which keeps the call going and whose answer is not the customer's.
+	// Transferred on it says the consultation became the transfer (with
+	// Cause CauseUnconfirmed: perhaps did); ended ends that leg alone.
+	// Otherwise the leg is the agent's own outgoing call.
+	Consulting string `json:"consulting,omitempty"`
 	// Extension is the PBX identifier of the agent's device or user on this leg.
 	// For State Transferred it is the extension the call was handed to.
 	Extension string `json:"extension,omitempty"`
@@ -180,6 +197,7 @@ func (s *Signal) Validate() error {
 		{"linked_call_id", s.LinkedCallID, MaxIDBytes},
 		{"extension", s.Extension, MaxExtensionBytes},
 		{"referred_by", s.ReferredBy, MaxExtensionBytes},
+		{"consulting", s.Consulting, MaxExtensionBytes},
 		{"event_id", s.DedupKey, MaxIDBytes},
 		{"line", s.Line, MaxIDBytes},
 	} {
@@ -218,6 +236,8 @@ func TextFault(s Signal, err error) bool {
 		v, limit = s.Extension, MaxExtensionBytes
 	case "referred_by":
 		v, limit = s.ReferredBy, MaxExtensionBytes
+	case "consulting":
+		v, limit = s.Consulting, MaxExtensionBytes
 	default:
 		return false
 	}
