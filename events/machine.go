@@ -449,7 +449,9 @@ func (m *machine) apply(s Signal, seq uint64, now time.Time) result {
 // or transfer older by PBX time than the moment the current agent took the
 // call (AgentAt) ends its leg and takes nothing back, a transfer to a leg
 // that has the call moves that moment, and a ring older than the call's
-// first answer (AnswerTime) is a ring group's phone that lost.
+// first answer (AnswerTime) is a ring group's phone that lost. [C]:
+// consultation legs (see consultation) follow their own rules, and an
+// extension's end leaves its consultation legs alone.
 func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 	agent := m.agent(s)
 	if c.Internal {

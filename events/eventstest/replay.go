@@ -27,6 +27,13 @@ func Policies() events.Policies {
 // syntax ("" maps every extension to itself).
 func Replay(t TB, spec string, sigs []events.Signal) []events.Event {
 	t.Helper()
+	return ReplayWith(t, Policies(), spec, sigs)
+}
+
+// ReplayWith is Replay under the given policies (for example without a
+// CallTimeout, to see whether the signals alone end a call).
+func ReplayWith(t TB, pol events.Policies, spec string, sigs []events.Signal) []events.Event {
+	t.Helper()
 	numbers, err := phone.New(phone.Options{Region: "NL"})
 	if err != nil {
 		t.Fatal(err)
@@ -35,5 +42,5 @@ func Replay(t TB, spec string, sigs []events.Signal) []events.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return events.Replay(Policies(), numbers, dir, sigs)
+	return events.Replay(pol, numbers, dir, sigs)
 }

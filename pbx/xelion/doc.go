@@ -27,10 +27,9 @@
 //     source reads it in the CallEvent shape (the transferred call's callId
 //     and the parties after the transfer) or in an assumed shape naming the
 //     call handed over and the call it joins (see TransferEvent). One it
-//     cannot read does not end anything: the consultation's end then keeps
-//     the consulted party's leg, and the first event showing that party
-//     with the customer (connected, or hung up, under any of the call's
-//     ids) reports the hand-over (see translator.unreadable).
+//     cannot read gives a transferred signal with cause
+//     events.CauseUnconfirmed on every answered outgoing call to an
+//     identified party (see translator.unreadable).
 //   - After every (re)connect the source reads the running calls (GET
 //     communications/active_channels, documented) and ends the calls it
 //     holds live that no longer run. That an active channel's callId is the
@@ -40,11 +39,12 @@
 // Xelion documents that an attended transfer (customer C talks to A, A calls
 // B, A transfers C to B) produces hang-ups for C→A, A→B, A→B again and, at
 // the very end, C→B. None of these but the last ends the customer's call.
-// The source keeps per call the legs it has seen (one per party, with a
-// generation so that a party that gets the call back has a new leg), treats
-// a call started by an agent who is on a live customer call as a
-// consultation of that call, and ends the customer's call (a signal without
-// leg) only when a hang-up leaves none of its legs alive. Channel hang-ups
-// (a losing phone of a ring group, a step of line hunting) only ever end a
-// leg.
+// The source decides none of that: it translates each Xelion call id on its
+// own, keeping per call id the legs it has seen (one per local party, with a
+// generation so that a party that gets the call back has a new leg). An
+// outgoing call to a party identified by an addressable names that party
+// (events.Signal.Consulting), and the tracker decides whether it is a
+// consultation of a customer call, joins the Xelion calls of one customer
+// call, and ends that call when none of its legs is left. Channel hang-ups
+// (a losing phone of a ring group, a step of line hunting) end a leg.
 package xelion

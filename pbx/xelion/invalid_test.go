@@ -88,8 +88,8 @@ func TestSourceInvalidSignals(t *testing.T) {
 			if got := h.settle(t); len(got) != 0 {
 				t.Errorf("journaled %v from an unusable call", got)
 			}
-			// Ringing, answered, the leg's end and the call's end.
-			const want = 4
+			// Ringing, answered and the leg's end.
+			const want = 3
 			if n := j.refusals(); n != want {
 				t.Errorf("the journal refused %d signals, want %d: each offered once, never retried", n, want)
 			}

@@ -118,7 +118,6 @@ const (
 	reasonUnknownCall  = "unknown_call"
 	reasonNoParty      = "no_party"
 	reasonNoTarget     = "no_transfer_target"
-	reasonConsult      = "consultation"
 	reasonAfterEnd     = "after_end"
 	reasonNoChange     = "no_change"
 	reasonNotification = "not_notification"

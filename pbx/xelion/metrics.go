@@ -82,7 +82,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.received.WithLabelValues(t)
 	}
 	for _, r := range []string{reasonJSON, reasonNoType, reasonUnknownType, reasonNoCallID, reasonDuplicate,
-		reasonUnknownCall, reasonNoParty, reasonNoTarget, reasonConsult, reasonAfterEnd, reasonNoChange, reasonTransfer} {
+		reasonUnknownCall, reasonNoParty, reasonNoTarget, reasonAfterEnd, reasonNoChange, reasonTransfer} {
 		m.dropped.WithLabelValues(r)
 	}
 	for _, s := range []events.State{events.Ringing, events.Answered, events.Transferred, events.Ended} {

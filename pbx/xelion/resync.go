@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -169,12 +170,15 @@ func (s *Source) runningCalls(ctx context.Context) (map[string]bool, error) {
 	}
 }
 
-// gone ends the live calls (a leg still ringing, answered or handed over)
-// none of whose Xelion call ids is among running, the call ids the PBX has
-// channels for. Each ends as a hang-up of the whole call does: every live
-// leg ends, and then the call, unless it was adopted (the tracker knows the
-// legs the source missed), all with cause CauseGone. It returns the signals
-// and the number of calls ended.
+// gone ends the live legs (ringing, answered or handed over) of the Xelion
+// calls that are not among running, the call ids the PBX has channels for,
+// with cause CauseGone; the tracker ends a customer call when no leg of it
+// is left. It returns the signals and the number of Xelion calls ended.
+// (A customer call the tracker joined from several Xelion calls loses the
+// legs of the ids that stopped running: after an attended transfer that
+// carries on under the consultation's id, the leg handed over under the
+// original id ends, and with it the call, a late end rather than a missed
+// one.)
 //
 // ok is false, and nothing changes, when running is not empty and names
 // none of the calls the translator knows (live or ended) while it has live
@@ -185,18 +189,14 @@ func (s *Source) runningCalls(ctx context.Context) (map[string]bool, error) {
 func (t *translator) gone(running map[string]bool) (sigs []events.Signal, ended int, ok bool) {
 	now := t.now()
 	t.gc(now)
-	alive := map[string]bool{} // customer calls with a running call id
 	known := false
+	var over []*xcall
 	for id, x := range t.xcalls {
-		if running[id] {
+		switch {
+		case running[id]:
 			known = true
-			alive[x.call] = true
-		}
-	}
-	var over []*call
-	for id, c := range t.calls {
-		if !c.ended && !alive[id] && c.live() {
-			over = append(over, c)
+		case x.live():
+			over = append(over, x)
 		}
 	}
 	if len(over) == 0 {
@@ -205,26 +205,20 @@ func (t *translator) gone(running map[string]bool) (sigs []events.Signal, ended 
 	if len(running) > 0 && !known {
 		return nil, 0, false
 	}
-	slices.SortFunc(over, func(a, b *call) int { return cmp.Compare(a.id, b.id) })
-	for _, c := range over {
-		e := emitter{t: t, key: SourceName + "|gone|" + c.id, at: now}
-		c.seen = now
-		legs := make([]*leg, 0, len(c.legs))
-		for _, l := range c.legs {
-			legs = append(legs, l)
-		}
-		slices.SortFunc(legs, func(a, b *leg) int { return cmp.Compare(a.id, b.id) })
-		for _, l := range legs {
+	slices.SortFunc(over, func(a, b *xcall) int { return cmp.Compare(a.id, b.id) })
+	for _, x := range over {
+		e := emitter{key: SourceName + "|gone|" + x.id, at: now}
+		x.seen = now
+		for _, k := range slices.Sorted(maps.Keys(x.legs)) {
+			l := x.legs[k]
 			if l.state == events.Ended {
 				continue
 			}
-			e.leg(c, l, events.Ended, CauseGone)
-			if t.active[l.ident] == c.id {
-				delete(t.active, l.ident)
-			}
-		}
-		if !c.adopted {
-			e.end(c, CauseGone)
+			l.hung = true
+			e.leg(x, l, l.p, events.Ended, CauseGone)
+			// The leg alone, by its identity: a consultation's end, or the
+			// extension's, must not end what the tracker joined to it.
+			e.out[len(e.out)-1].Extension, e.out[len(e.out)-1].Consulting = "", ""
 		}
 		sigs = append(sigs, e.out...)
 	}

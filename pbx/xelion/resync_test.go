@@ -68,9 +68,7 @@ func TestSourceEndsCallsGoneWhileDisconnected(t *testing.T) {
 	})
 	got := h.settle(t)
 	checkSignals(t, got)
-	want := wantSignals(t, sc)
-	want[2].Cause, want[3].Cause = CauseGone, CauseGone
-	if diff := cmp.Diff(want, ofCall(got, gone), ignoreTimeKey); diff != "" {
+	if diff := cmp.Diff(goneSignals(t, sc), ofCall(got, gone), ignoreTimeKey); diff != "" {
 		t.Errorf("the call hung up while disconnected (-want +got):\n%s", diff)
 	}
 	if states := briefs(ofCall(got, stays)); len(states) != 2 || states[1].State != events.Answered {
@@ -93,9 +91,19 @@ func TestSourceEndsCallsGoneWhileDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = ofCall(h.settle(t), stays)
-	if b := briefs(got); len(b) != 4 || b[2].State != events.Ended || b[2].Cause != "" || b[3].LegID != "" || b[3].Cause != "" {
-		t.Errorf("the running call's own hang-up: %v, want its leg and the call ended without cause", b)
+	if b := briefs(got); len(b) != 3 || b[2].State != events.Ended || b[2].Cause != "" {
+		t.Errorf("the running call's own hang-up: %v, want its leg ended without cause", b)
 	}
+}
+
+// goneSignals is what the answered script's call gives when a resync ends
+// it: its ring and answer, then its leg's end with cause gone, by the leg's
+// identity alone (see translator.gone); the tracker ends the call.
+func goneSignals(t *testing.T, sc xeliontest.Script) []events.Signal {
+	t.Helper()
+	want := wantSignals(t, sc)
+	want[2].Cause, want[2].Extension = CauseGone, ""
+	return want
 }
 
 // TestSourceResyncFailure: the running calls cannot be read after a
@@ -123,8 +131,8 @@ func TestSourceResyncFailure(t *testing.T) {
 
 	h.fake.Drop(false)
 	got := ofCall(h.settle(t), id)
-	if b := briefs(got); len(b) != 4 || b[2].Cause != CauseGone || b[3].State != events.Ended || b[3].LegID != "" {
-		t.Errorf("after the next reconnect: %v, want the leg and the call ended, cause gone", b)
+	if b := briefs(got); len(b) != 3 || b[2].Cause != CauseGone || b[2].State != events.Ended {
+		t.Errorf("after the next reconnect: %v, want the leg ended, cause gone", b)
 	}
 	if n := h.counter(t, "voipbridge_xelion_resync_total", "result", resyncOK); n != 2 {
 		t.Errorf("resync{result=ok} = %v, want 2 (start, second reconnect)", n)
@@ -167,9 +175,7 @@ func TestSourceResyncJournalFailure(t *testing.T) {
 	close(fixed)
 	got := ofCall(h.settle(t), id)
 	checkSignals(t, got)
-	want := wantSignals(t, sc)
-	want[2].Cause, want[3].Cause = CauseGone, CauseGone
-	if diff := cmp.Diff(want, got, ignoreTimeKey); diff != "" {
+	if diff := cmp.Diff(goneSignals(t, sc), got, ignoreTimeKey); diff != "" {
 		t.Errorf("signals (-want +got):\n%s", diff)
 	}
 }
@@ -187,15 +193,15 @@ func TestTranslatorGone(t *testing.T) {
 		notUsed bool
 	}{
 		{
-			name: "an answered call no longer running ends, leg and call", steps: answered, running: []string{},
-			want: []brief{{x, x + "/1650938/1", events.Ended, CauseGone}, {x, "", events.Ended, CauseGone}},
+			name: "an answered call no longer running ends its leg (the tracker ends the call)", steps: answered, running: []string{},
+			want: []brief{{x, x + "/1650938/1", events.Ended, CauseGone}},
 		},
 		{
 			name: "a running call is not ended", steps: answered, running: []string{x},
 			want: []brief{},
 		},
 		{
-			name: "a ringing ring group ends every phone, then the call",
+			name: "a ringing ring group ends every phone",
 			steps: []step{
 				{NewCallEvent, x, cust, anna, ""}, {NewCallEvent, x, cust, bert, ""},
 			},
@@ -203,22 +209,21 @@ func TestTranslatorGone(t *testing.T) {
 			want: []brief{
 				{x, x + "/1650938/1", events.Ended, CauseGone},
 				{x, x + "/1650940/1", events.Ended, CauseGone},
-				{x, "", events.Ended, CauseGone},
 			},
 		},
 		{
-			name: "a call that runs on under its consultation's id is not ended",
+			name: "a call no longer running ends its leg while another call of its agent runs on (the tracker decides whether that one carries the customer)",
 			steps: append(slices.Clone(answered),
 				step{NewCallEvent, x2, anna, bert, ""}, step{CallConnectedEvent, x2, anna, bert, ""}),
 			running: []string{x2},
-			want:    []brief{},
+			want:    []brief{{x, x + "/1650938/1", events.Ended, CauseGone}},
 		},
 		{
 			name: "of two calls only the one not running ends",
 			steps: append(slices.Clone(answered),
 				step{NewCallEvent, y, dave, carla, ""}, step{CallConnectedEvent, y, dave, carla, ""}),
 			running: []string{y},
-			want:    []brief{{x, x + "/1650938/1", events.Ended, CauseGone}, {x, "", events.Ended, CauseGone}},
+			want:    []brief{{x, x + "/1650938/1", events.Ended, CauseGone}},
 		},
 		{
 			name: "an ended call is not ended again",
@@ -228,7 +233,7 @@ func TestTranslatorGone(t *testing.T) {
 			want:    []brief{},
 		},
 		{
-			name: "an adopted call ends its live legs; the tracker ends the call",
+			name: "a call first seen by a hang-up ends its live legs",
 			steps: []step{
 				{CallHungUpEvent, x, cust, anna, ""}, {CallConnectedEvent, x, cust, bert, ""},
 			},
@@ -285,15 +290,12 @@ func TestGoneThenHangUp(t *testing.T) {
 		ev, _ := Decode(notification(typ, "300.1", cust, anna, "incoming"))
 		tr.apply(ev)
 	}
-	if sigs, _, _ := tr.gone(map[string]bool{}); len(sigs) != 2 {
+	if sigs, _, _ := tr.gone(map[string]bool{}); len(sigs) != 1 {
 		t.Fatalf("gone gave %v", briefs(sigs))
 	}
 	ev, _ := Decode(notification(CallHungUpEvent, "300.1", cust, anna, "incoming"))
 	if out := tr.apply(ev); len(out.signals) != 0 || out.drop != reasonAfterEnd {
 		t.Errorf("hang-up after the resync: %v, drop %q; want nothing, after_end", briefs(out.signals), out.drop)
-	}
-	if _, ok := tr.active["1650938"]; ok {
-		t.Error("the agent still counts as on the call")
 	}
 }
 

@@ -354,8 +354,9 @@ func (s *Source) handle(ctx context.Context, data []byte) error {
 			s.m.received.WithLabelValues(CallTransferredEvent).Inc()
 			s.m.dropped.WithLabelValues(reasonTransfer).Inc()
 			s.log.Warn("xelion transfer event unreadable; the events that follow decide", "reason", reasonTransfer, "err", err, "bytes", len(data))
-			s.tr.unreadable()
-			return nil
+			out := s.tr.unreadable(data)
+			s.pending = append(s.pending, out.signals...)
+			return s.flush(ctx)
 		}
 		reason := reasonJSON
 		if de, ok := errors.AsType[*DecodeError](err); ok {

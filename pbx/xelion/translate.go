@@ -1,6 +1,10 @@
 package xelion
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +23,8 @@ const (
 	// CauseChannel: one phone's channel hung up (a losing phone of a ring
 	// group, a step of line hunting) while the call went on.
 	CauseChannel = "channel-hungup"
-	// CauseConsultEnded: a consultation ended without a transfer.
+	// CauseConsultEnded: an agent's call to another party (a consultation,
+	// when the agent was on a customer call) hung up.
 	CauseConsultEnded = "consultation-ended"
 	// CauseGone: the call was live for the source but no longer among the
 	// PBX's running calls when it read them after a (re)connect: it ended
@@ -34,75 +39,49 @@ const (
 	idleMemory  = 24 * time.Hour   // any call without news
 )
 
-// leg is one party's part in a customer call.
+// leg is one local party's part in one Xelion call: the agent the call
+// rang, or the agent who made it.
 type leg struct {
 	id    string
 	ident string
-	state events.State // "" until the leg is reported
+	// consulting is the called party's identifier when the leg is its
+	// agent's outgoing call to an identified party: a consultation if the
+	// agent is on another call, which the tracker decides.
+	consulting string
+	state      events.State // "" until the leg is reported
+	// hung: the leg ended with the call (hung up or missed), not only its
+	// channel: what comes later for the same party is a late repeat.
+	hung bool
+	p    parties // as the message that started it said
 }
 
-// call is a customer call: the call a signal's CallID names. Xelion may
-// spread it over several call ids (a consultation, a transfer); the first
-// one names it.
-type call struct {
-	id       string
-	dir      events.Direction
-	remote   string // the customer's number, raw
-	dialled  string
-	legs     map[string]*leg // the current leg of each party, by ident
-	gens     map[string]int  // legs each party had
-	answered bool
-	pending  bool // a consultation or transfer is under way
-	ended    bool
-	// adopted: first seen by a hang-up (we were not listening when it
-	// began). Its legs end, but the source never declares the call over:
-	// it does not know the legs it missed; the tracker does.
-	adopted  bool
-	consults []*xcall // consultations of this call
-	seen     time.Time
-}
-
-// xcall is what the translator knows of one Xelion call id.
+// xcall is what the translator knows of one Xelion call id: the legs of
+// its local parties, as the notifications showed them. It decides nothing
+// about customer calls: which Xelion calls make up one, and when one is
+// over, is the tracker's (see events.Signal.Consulting).
 type xcall struct {
-	call string // the customer call it belongs to
-	// A consultation: an agent of the customer call (by) calling target.
-	consult     bool
-	by, target  string
-	up          bool // the consultation was answered
-	transferred bool // the customer was handed to target
-	// unsure: a transfer event that could not be read came while this
-	// consultation was up; it may have handed the customer to target, so
-	// the consultation's own end does not end target's leg (see unreadable).
-	unsure bool
+	id   string
+	legs map[string]*leg // the latest leg of each party and shape
+	gens map[string]int  // legs each party had
+	seen time.Time
 }
 
-// translator turns call events into signals. It is not safe for concurrent
-// use: the source feeds it one message at a time.
+// translator turns call events into signals, one Xelion call id at a time.
+// It is not safe for concurrent use: the source feeds it one message at a
+// time.
 type translator struct {
-	now     func() time.Time
-	calls   map[string]*call     // by customer call id
-	pending map[string]*call     // live calls with a consultation or transfer under way
-	xcalls  map[string]*xcall    // by Xelion call id
-	active  map[string]string    // agent ident → customer call they are answered on
-	hangs   map[string]time.Time // hang-up messages seen, for Xelion's repeats
-	sweep   time.Time
+	now    func() time.Time
+	xcalls map[string]*xcall    // by Xelion call id
+	hangs  map[string]time.Time // hang-up messages seen, for Xelion's repeats
+	sweep  time.Time
 }
 
 func newTranslator(now func() time.Time) *translator {
 	return &translator{
-		now:     now,
-		calls:   map[string]*call{},
-		pending: map[string]*call{},
-		xcalls:  map[string]*xcall{},
-		active:  map[string]string{},
-		hangs:   map[string]time.Time{},
+		now:    now,
+		xcalls: map[string]*xcall{},
+		hangs:  map[string]time.Time{},
 	}
-}
-
-// markPending notes that a consultation or transfer of c is under way.
-func (t *translator) markPending(c *call) {
-	c.pending = true
-	t.pending[c.id] = c
 }
 
 // outcome is what one event produced: signals, or why it produced none.
@@ -130,12 +109,12 @@ func messageKey(ev Event) string {
 func (t *translator) apply(ev Event) outcome {
 	now := t.now()
 	t.gc(now)
-	e := emitter{t: t, key: messageKey(ev), at: now}
+	e := emitter{key: messageKey(ev), at: now}
 	switch ev.Type {
 	case NewCallEvent:
-		t.newCall(ev, &e)
+		t.started(ev, events.Ringing, &e)
 	case CallConnectedEvent:
-		t.connected(ev, &e)
+		t.started(ev, events.Answered, &e)
 	case CallTransferredEvent:
 		t.transferred(ev, &e)
 	case CallHungUpEvent, MissedCallEvent, ChannelHungUpEvent:
@@ -153,395 +132,183 @@ func (t *translator) apply(ev Event) outcome {
 
 // emitter collects the signals of one event.
 type emitter struct {
-	t    *translator
 	key  string
 	at   time.Time
 	out  []events.Signal
 	drop string
 }
 
+// parties is what one message says of its call: the local party, and the
+// leg's numbers.
+type parties struct {
+	ident, consulting string
+	remote, dialled   string
+	dir               events.Direction
+}
+
+// partiesOf reads the parties of a call event. An outgoing call to a party
+// identified by its addressable carries that party as consulting.
+func partiesOf(c CallEvent) parties {
+	dir, _ := c.direction()
+	local, remote := c.local(), c.remote()
+	p := parties{ident: local.ident(), remote: remote.number, dir: dir}
+	// The company's number is known when the local party is identified by
+	// its addressable: its number is then the line or DID it was reached on.
+	if local.ref != nil && string(local.ref.OID) != "" {
+		p.dialled = local.number
+	}
+	if dir == events.Outbound && remote.ref != nil && strings.TrimSpace(string(remote.ref.OID)) != "" {
+		p.consulting = remote.ident()
+	}
+	return p
+}
+
 // leg reports one leg's new state.
-func (e *emitter) leg(c *call, l *leg, state events.State, cause string) {
+func (e *emitter) leg(x *xcall, l *leg, p parties, state events.State, cause string) {
 	l.state = state
 	e.out = append(e.out, events.Signal{
-		Source: SourceName, CallID: c.id, LegID: l.id, Extension: l.ident,
-		Remote: c.remote, Dialled: c.dialled, Direction: c.dir,
+		Source: SourceName, CallID: x.id, LegID: l.id, Extension: l.ident, Consulting: l.consulting,
+		Remote: p.remote, Dialled: p.dialled, Direction: p.dir,
 		State: state, Cause: cause, Time: e.at,
 		DedupKey: e.key + "|" + l.id,
 	})
 }
 
-// end reports that the customer call is over: a signal without leg, which
-// ends every leg the tracker knows of.
-func (e *emitter) end(c *call, cause string) {
-	c.ended = true
-	delete(e.t.pending, c.id)
-	for _, l := range c.legs {
-		if l.state != events.Ended {
-			l.state = events.Ended
-		}
-		if e.t.active[l.ident] == c.id {
-			delete(e.t.active, l.ident)
-		}
+// xcall returns what the translator knows of call id, creating it when
+// create is set; nil otherwise.
+func (t *translator) xcall(id string, create bool, now time.Time) *xcall {
+	x := t.xcalls[id]
+	if x == nil && create {
+		x = &xcall{id: id, legs: map[string]*leg{}, gens: map[string]int{}}
+		t.xcalls[id] = x
 	}
-	e.out = append(e.out, events.Signal{
-		Source: SourceName, CallID: c.id,
-		Remote: c.remote, Dialled: c.dialled, Direction: c.dir,
-		State: events.Ended, Cause: cause, Time: e.at,
-		DedupKey: e.key + "|call",
-	})
+	if x != nil {
+		x.seen = now
+	}
+	return x
 }
 
-// newCustomerCall starts a customer call from the event that first names it.
-func (t *translator) newCustomerCall(ev Event, now time.Time) *call {
-	c := ev.Call
-	dir, _ := c.direction()
-	local, remote := c.local(), c.remote()
-	cl := &call{
-		id: string(c.CallID), dir: dir, remote: remote.number,
-		legs: map[string]*leg{}, gens: map[string]int{}, seen: now,
-	}
-	// The company's number is known when the local party is identified by
-	// its addressable: its number is then the line or DID it was reached on.
-	if local.ref != nil && string(local.ref.OID) != "" {
-		cl.dialled = local.number
-	}
-	t.calls[cl.id] = cl
-	t.xcalls[cl.id] = &xcall{call: cl.id}
-	return cl
+// latest returns the party's latest leg of that shape, or nil.
+func (x *xcall) latest(p parties) *leg {
+	return x.legs[p.ident+">"+p.consulting]
 }
 
-// legOf returns the party's live leg, or a new one.
-func (c *call) legOf(ident string) *leg {
-	if l := c.legs[ident]; l != nil && l.state != events.Ended {
-		return l
-	}
-	c.gens[ident]++
-	l := &leg{id: c.id + "/" + ident + "/" + strconv.Itoa(c.gens[ident]), ident: ident}
-	c.legs[ident] = l
+// newLeg starts the party's next leg in this call.
+func (x *xcall) newLeg(p parties) *leg {
+	x.gens[p.ident]++
+	l := &leg{id: x.id + "/" + p.ident + "/" + strconv.Itoa(x.gens[p.ident]), ident: p.ident, consulting: p.consulting, p: p}
+	x.legs[p.ident+">"+p.consulting] = l
 	return l
 }
 
-// live reports whether any leg of the call is still ringing or answered.
-func (c *call) live() bool {
-	for _, l := range c.legs {
-		if l.state != events.Ended {
-			return true
-		}
+// started folds a ringing (new call) or answered (connected) event.
+func (t *translator) started(ev Event, state events.State, e *emitter) {
+	p := partiesOf(ev.Call)
+	if p.ident == "" {
+		e.drop = reasonNoParty
+		return
 	}
-	return false
+	x := t.xcall(string(ev.Call.CallID), true, e.at)
+	l := x.latest(p)
+	switch {
+	case l != nil && l.hung:
+		e.drop = reasonAfterEnd
+		return
+	case l == nil || l.state == events.Ended:
+		l = x.newLeg(p)
+	case l.state == state || l.state == events.Answered:
+		return // a repeat, or a ring after the answer
+	}
+	e.leg(x, l, p, state, "")
 }
 
-// resolve finds the customer call a Xelion call id belongs to. An id never
-// seen before continues a customer call when that call's customer is one of
-// its parties and a consultation or transfer of that call is under way (a
-// transfer may carry on under a new call id).
-func (t *translator) resolve(ev Event) (*xcall, *call) {
-	if x := t.xcalls[string(ev.Call.CallID)]; x != nil {
-		if c := t.calls[x.call]; c != nil {
-			return x, c
-		}
-	}
-	caller, callee := ev.Call.caller().number, ev.Call.callee().number
-	var best *call
-	for _, c := range t.pending {
-		if c.ended || c.remote == "" || (c.remote != caller && c.remote != callee) {
-			continue
-		}
-		if best == nil || c.seen.After(best.seen) {
-			best = c
-		}
-	}
-	if best == nil {
-		return nil, nil
-	}
-	x := &xcall{call: best.id}
-	t.xcalls[string(ev.Call.CallID)] = x
-	return x, best
-}
-
-// consultation recognises a call started by an agent who is answered on a
-// live customer call, to someone other than that call's customer.
-func (t *translator) consultation(ev Event) (*call, string, string) {
-	by := ev.Call.caller().ident()
-	id, ok := t.active[by]
-	if !ok || by == "" {
-		return nil, "", ""
-	}
-	c := t.calls[id]
-	target := ev.Call.callee()
-	if c == nil || c.ended || target.ident() == "" || (c.remote != "" && target.number == c.remote) {
-		return nil, "", ""
-	}
-	return c, by, target.ident()
-}
-
-func (t *translator) newCall(ev Event, e *emitter) {
-	x, c := t.resolve(ev)
-	if x == nil {
-		if cc, by, target := t.consultation(ev); cc != nil {
-			x = &xcall{call: cc.id, consult: true, by: by, target: target}
-			t.xcalls[string(ev.Call.CallID)] = x
-			cc.consults = append(cc.consults, x)
-			t.markPending(cc)
-			cc.seen = e.at
-			// The consulted party is a leg of the customer call from now
-			// on: the call is not over while it lasts, whoever hangs up.
-			e.leg(cc, cc.legOf(target), events.Ringing, "")
+// transferred folds a transfer event: the consultation it names (or that
+// it is about) became the transfer, or the call was handed to the party
+// the event names.
+func (t *translator) transferred(ev Event, e *emitter) {
+	if x := t.xcalls[ev.Consultation]; x != nil {
+		if l := x.consultation(); l != nil {
+			e.leg(x, l, l.p, events.Transferred, "")
 			return
 		}
-		c = t.newCustomerCall(ev, e.at)
-		x = t.xcalls[c.id]
 	}
-	ident, ok := t.party(x, c, ev, e, false)
-	if !ok {
-		return
-	}
-	if l := c.legOf(ident); l.state == "" {
-		e.leg(c, l, events.Ringing, "")
-	}
-}
-
-// party checks a ringing or connected event against its call and returns
-// the local party; ok is false when the event changes nothing (e.drop says
-// why). answered marks a consultation as up.
-func (t *translator) party(x *xcall, c *call, ev Event, e *emitter, answered bool) (ident string, ok bool) {
-	if x.consult {
-		x.up = x.up || answered
-		e.drop = reasonConsult
-		return "", false
-	}
-	if c.ended {
-		e.drop = reasonAfterEnd
-		return "", false
-	}
-	c.seen = e.at
-	ident = ev.Call.local().ident()
-	if ident == "" {
-		e.drop = reasonNoParty
-		return "", false
-	}
-	return ident, true
-}
-
-func (t *translator) connected(ev Event, e *emitter) {
-	x, c := t.resolve(ev)
+	x := t.xcall(string(ev.Call.CallID), false, e.at)
 	if x == nil {
-		// The call began before we listened (a reconnect): start it here.
-		c = t.newCustomerCall(ev, e.at)
-		x = t.xcalls[c.id]
-	}
-	if x.consult && x.up && !x.transferred && !c.ended && withCustomer(c, ev) {
-		// The customer talks to the consulted party under the
-		// consultation's id: the call was handed over, whether or not a
-		// transfer event said so.
-		c.seen = e.at
-		t.handOver(c, x, e)
+		e.drop = reasonUnknownCall
 		return
 	}
-	ident, ok := t.party(x, c, ev, e, true)
-	if !ok {
+	p := partiesOf(ev.Call)
+	if p.consulting != "" {
+		// The transfer is named on the agent's call to the consulted party.
+		if l := x.latest(p); l != nil && l.state != events.Ended {
+			e.leg(x, l, p, events.Transferred, "")
+			return
+		}
+	}
+	if p.ident == "" {
+		e.drop = reasonNoTarget
 		return
 	}
-	if o := c.upConsult(ident); o != nil && withCustomer(c, ev) {
-		// The consulted party connected to the customer under the
-		// customer call's (or a new) id.
-		t.handOver(c, o, e)
+	l := x.latest(p)
+	switch {
+	case l != nil && l.hung:
+		e.drop = reasonAfterEnd
 		return
-	}
-	l := c.legOf(ident)
-	if l.state == events.Answered {
+	case l != nil && l.state == events.Answered:
+		// The event names only the agent who has the call.
+		e.drop = reasonNoTarget
 		return
+	case l == nil || l.state == events.Ended:
+		l = x.newLeg(p)
 	}
-	// As the tracker does: the first answer ends the phones that were
-	// still ringing, a later one takes the call from the agent who had it.
-	for _, o := range c.legs {
-		if o == l || o.state == events.Ended || t.isConsultTarget(c, o.ident) {
-			continue
-		}
-		if (!c.answered && o.state == events.Ringing) || o.state == events.Answered || o.state == events.Transferred {
-			o.state = events.Ended
-			if t.active[o.ident] == c.id {
-				delete(t.active, o.ident)
-			}
-		}
-	}
-	c.answered = true
-	e.leg(c, l, events.Answered, "")
-	t.active[ident] = c.id
+	// The number the event shows for the target is the target's own, not
+	// the one the customer dialled.
+	p.dialled = ""
+	e.leg(x, l, p, events.Transferred, "")
 }
 
-// isConsultTarget reports whether ident is being consulted on call c.
-func (t *translator) isConsultTarget(c *call, ident string) bool {
-	for _, x := range c.consults {
-		if x.target == ident && !x.transferred {
-			return true
-		}
-	}
-	return false
-}
-
-// unreadable folds a callTransferredEvent that could not be read: some
-// call was transferred, to someone. Which one the events that follow tell:
-// Xelion ends the consultation (A→B, twice) right after an attended
-// transfer, which without the transfer event looks like a consultation
-// ending after the customer hung up, and would end the customer's call while
-// the customer talks to B. So every live call's answered consultation is
-// marked unsure: its own end then leaves its target's leg alive, and the
-// first event that shows the target with the customer (connected or hung up
-// under any of the call's ids) hands the call over. A consultation that was
-// not a transfer after all keeps its call open until the call's hang-up,
-// the resync after a reconnect or the tracker's timeout: a late end rather
-// than a customer call ended while it runs.
-func (t *translator) unreadable() outcome {
-	now := t.now()
-	t.gc(now)
-	for _, c := range t.pending {
-		if c.ended {
-			continue
-		}
-		for _, x := range c.consults {
-			if x.up && !x.transferred {
-				x.unsure = true
-			}
-		}
-	}
-	return outcome{drop: reasonTransfer}
-}
-
-// handOver hands call c to the consulted party of consultation x, who is
-// seen talking to the customer: an attended transfer whose transfer event
-// did not say so. It returns the target's leg.
-func (t *translator) handOver(c *call, x *xcall, e *emitter) *leg {
-	x.transferred = true
-	for ident, id := range t.active {
-		if id == c.id && ident != x.target {
-			delete(t.active, ident)
-		}
-	}
-	t.active[x.target] = c.id
-	l := c.legOf(x.target)
-	if l.state != events.Answered {
-		e.leg(c, l, events.Answered, "")
-		// A hang-up that shows the hand-over also ends this leg: the two
-		// signals of one message and leg need keys of their own.
-		e.out[len(e.out)-1].DedupKey += "|handover"
-	}
-	return l
-}
-
-// withCustomer reports whether the event names call c's customer.
-func withCustomer(c *call, ev Event) bool {
-	return c.remote != "" && (ev.Call.caller().number == c.remote || ev.Call.callee().number == c.remote)
-}
-
-// upConsult returns the answered consultation of c whose target is ident,
-// not yet transferred.
-func (c *call) upConsult(ident string) *xcall {
-	for _, x := range c.consults {
-		if x.up && !x.transferred && x.target == ident {
-			return x
+// consultation returns the call's live leg that calls an identified
+// party, or nil.
+func (x *xcall) consultation() *leg {
+	for _, k := range slices.Sorted(maps.Keys(x.legs)) {
+		if l := x.legs[k]; l.consulting != "" && l.state != events.Ended {
+			return l
 		}
 	}
 	return nil
 }
 
-func (t *translator) transferred(ev Event, e *emitter) {
-	x, c := t.resolve(ev)
-	var named *xcall // the consultation the event names, if known
-	if ev.Consultation != "" {
-		named = t.xcalls[ev.Consultation]
-		if named != nil && t.calls[named.call] == nil {
-			named = nil
-		}
-		if x == nil && named != nil {
-			x, c = named, t.calls[named.call]
-		}
-		if named != nil && (!named.consult || named.call != c.id) {
-			named = nil
-		}
-	}
-	if x == nil {
-		// A transfer of a call whose customer is on a live answered call.
-		for _, cc := range t.calls {
-			if !cc.ended && cc.answered && cc.remote != "" &&
-				(cc.remote == ev.Call.caller().number || cc.remote == ev.Call.callee().number) {
-				c = cc
-			}
-		}
-		if c == nil {
-			e.drop = reasonUnknownCall
-			return
-		}
-		x = &xcall{call: c.id}
-		t.xcalls[string(ev.Call.CallID)] = x
-	}
-	if c.ended {
-		e.drop = reasonAfterEnd
-		return
-	}
-	c.seen = e.at
-	t.markPending(c)
-	target := ev.Call.local().ident()
-	if x.consult && (target == x.by || target == "") {
-		target = x.target
-	}
-	var consult *xcall
-	for _, o := range c.consults {
-		if !o.transferred && (o.target == target || (target == o.by && o.up)) {
-			consult = o
+// unreadable folds a callTransferredEvent that could not be read: some
+// call was transferred, to someone. Every answered call of an agent to an
+// identified party gets a transferred signal with cause
+// events.CauseUnconfirmed: if it is a consultation, the tracker hands the
+// customer to the consulted agent once the consulting agent leaves them
+// (Xelion's attended transfer), and forgets it if the consultation ends
+// first. data is the message, for the signals' dedup keys.
+func (t *translator) unreadable(data []byte) outcome {
+	now := t.now()
+	t.gc(now)
+	h := sha256.Sum256(data)
+	e := emitter{key: SourceName + "|unreadable|" + hex.EncodeToString(h[:12]), at: now}
+	for _, id := range slices.Sorted(maps.Keys(t.xcalls)) {
+		x := t.xcalls[id]
+		if l := x.consultation(); l != nil && l.state == events.Answered {
+			e.leg(x, l, l.p, events.Transferred, events.CauseUnconfirmed)
 		}
 	}
-	if named != nil && !named.transferred {
-		consult = named
-	}
-	if consult != nil {
-		target = consult.target
-	}
-	if target == "" || (t.active[target] == c.id && consult == nil) {
-		// The event names only the agent who had the call.
-		e.drop = reasonNoTarget
-		return
-	}
-	for ident, id := range t.active {
-		if id == c.id && ident != target {
-			delete(t.active, ident)
-		}
-	}
-	t.active[target] = c.id
-	l := c.legOf(target)
-	if consult != nil {
-		consult.transferred = true
-		if consult.up {
-			// Attended: the consulted agent is already talking, now to the
-			// customer. Their leg is answered on the customer's call.
-			e.leg(c, l, events.Answered, "")
-			return
-		}
-	}
-	// Blind (or blonde): the call is handed to target, who may still ring.
-	e.leg(c, l, events.Transferred, "")
+	return outcome{signals: e.out, drop: reasonTransfer}
 }
 
+// hungUp folds a hang-up, a missed call or a channel's hang-up: the end of
+// the local party's leg. One that names no local party ends every live leg
+// of the call.
 func (t *translator) hungUp(ev Event, e *emitter) {
-	x, c := t.resolve(ev)
-	local := ev.Call.local().ident()
+	p := partiesOf(ev.Call)
+	x := t.xcall(string(ev.Call.CallID), p.ident != "", e.at)
 	if x == nil {
-		if local == "" {
-			e.drop = reasonUnknownCall
-			return
-		}
-		// A call that began before we listened: report its leg's end under
-		// the leg id it would have had, and let the tracker decide.
-		c = t.newCustomerCall(ev, e.at)
-		c.adopted = true
-		x = t.xcalls[c.id]
-	}
-	if c.ended {
-		e.drop = reasonAfterEnd
+		e.drop = reasonUnknownCall
 		return
 	}
-	c.seen = e.at
 	cause := ""
 	switch ev.Type {
 	case MissedCallEvent:
@@ -549,72 +316,37 @@ func (t *translator) hungUp(ev Event, e *emitter) {
 	case ChannelHungUpEvent:
 		cause = CauseChannel
 	}
-	var l *leg
+	if p.ident == "" {
+		if ev.Type == ChannelHungUpEvent {
+			// Only the customer's side is filled in: not a leg we report.
+			e.drop = reasonNoParty
+			return
+		}
+		for _, k := range slices.Sorted(maps.Keys(x.legs)) {
+			if l := x.legs[k]; l.state != events.Ended {
+				l.hung = true
+				e.leg(x, l, l.p, events.Ended, cause)
+			}
+		}
+		return
+	}
+	if p.consulting != "" && cause == "" {
+		cause = CauseConsultEnded
+	}
+	l := x.latest(p)
 	switch {
-	case x.consult:
-		switch {
-		case withCustomer(c, ev):
-			// The customer's conversation with the consulted agent, carried
-			// on under the consultation's id, ended.
-			l = c.legs[x.target]
-			if x.up && !x.transferred {
-				// The transfer was not reported (or not readable): the
-				// consulted agent had the customer.
-				l = t.handOver(c, x, e)
-			}
-		case x.transferred:
-			// A→B of an attended transfer (Xelion sends it twice): the
-			// consulted agent stays with the customer.
-			e.drop = reasonConsult
-			return
-		case x.unsure && x.up:
-			// A→B after a transfer event that could not be read: perhaps
-			// the end of an attended transfer's consultation. The target's
-			// leg stays until an event shows where the customer is.
-			e.drop = reasonConsult
-			return
-		default:
-			l = c.legs[x.target]
-			if ev.Type != ChannelHungUpEvent {
-				cause = CauseConsultEnded
-			}
-		}
-	case local != "":
-		l = c.legs[local]
-		if o := c.upConsult(local); o != nil && ev.Type != ChannelHungUpEvent && withCustomer(c, ev) {
-			// The consulted party hangs up on the customer: they had been
-			// handed the call without a transfer event saying so.
-			l = t.handOver(c, o, e)
-		}
-	case ev.Type == ChannelHungUpEvent:
-		// Only the customer's side is filled in: not a leg we report.
-		e.drop = reasonNoParty
+	case l != nil && l.hung:
+		e.drop = reasonAfterEnd
 		return
-	}
-	if l == nil && local != "" && !x.consult {
-		// A leg we never saw start (we were not listening).
-		l = c.legOf(local)
-	}
-	if l != nil && l.state != events.Ended {
-		e.leg(c, l, events.Ended, cause)
-		if t.active[l.ident] == c.id {
-			delete(t.active, l.ident)
-		}
-	}
-	if ev.Type == ChannelHungUpEvent {
+	case l != nil && l.state == events.Ended:
+		// Its channel hung up before: the call's end adds nothing.
+		l.hung = ev.Type != ChannelHungUpEvent
 		return
+	case l == nil:
+		l = x.newLeg(p) // a leg we never saw start (we were not listening)
 	}
-	if l == nil && local == "" && !x.consult {
-		// The whole call hung up without naming a party: every leg ends.
-		for _, o := range c.legs {
-			if o.state != events.Ended {
-				e.leg(c, o, events.Ended, cause)
-			}
-		}
-	}
-	if !c.live() && !c.adopted {
-		e.end(c, cause)
-	}
+	l.hung = ev.Type != ChannelHungUpEvent
+	e.leg(x, l, p, events.Ended, cause)
 }
 
 // gc forgets calls and repeats that can no longer matter; it runs at most
@@ -629,21 +361,20 @@ func (t *translator) gc(now time.Time) {
 			delete(t.hangs, k)
 		}
 	}
-	for id, c := range t.calls {
-		idle := now.Sub(c.seen)
-		if (c.ended && idle >= endedMemory) || idle >= idleMemory {
-			delete(t.calls, id)
-			delete(t.pending, id)
-		}
-	}
 	for id, x := range t.xcalls {
-		if t.calls[x.call] == nil {
+		idle := now.Sub(x.seen)
+		if (!x.live() && idle >= endedMemory) || idle >= idleMemory {
 			delete(t.xcalls, id)
 		}
 	}
-	for ident, id := range t.active {
-		if t.calls[id] == nil {
-			delete(t.active, ident)
+}
+
+// live reports whether any leg of the call is still ringing or answered.
+func (x *xcall) live() bool {
+	for _, l := range x.legs {
+		if l.state != events.Ended {
+			return true
 		}
 	}
+	return false
 }
