@@ -199,7 +199,11 @@ type machine struct {
 	// last on: a referral from it continues that call while its end is
 	// pending.
 	lastExt map[string]string
-	timers  timers
+	// given files, by source and extension, the calls on which a transfer
+	// or a consultation gave that extension a leg (Given or Consult): few
+	// at any time, for givenCall. Entries are checked when read.
+	given  map[string]map[string]struct{}
+	timers timers
 	// warn receives number problems worth a log line.
 	warn func(msg string, args ...any)
 }
@@ -215,6 +219,7 @@ func newMachine(pol Policies, numbers Numbers, dir Directory) *machine {
 		byCustomer: map[string][]string{},
 		byExt:      map[string]map[string]struct{}{},
 		lastExt:    map[string]string{},
+		given:      map[string]map[string]struct{}{},
 		warn:       func(string, ...any) {},
 	}
 }
@@ -289,6 +294,9 @@ func (m *machine) restore(key string, c *call) {
 	for _, l := range c.Legs {
 		if l.State != Ended && l.Ext != "" {
 			m.fileExt(c, l.Ext)
+			if l.Given || l.Consult {
+				m.fileGiven(c, l.Ext)
+			}
 		}
 	}
 }
@@ -534,6 +542,9 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 		l.Given = l.Given || s.State == Transferred
 		if l.Ext != "" {
 			m.fileExt(c, l.Ext)
+			if l.Given {
+				m.fileGiven(c, l.Ext)
+			}
 		}
 		m.revive(c)
 		if s.State == Transferred && st == Answered {
@@ -660,6 +671,7 @@ func (m *machine) consultation(c *call, s Signal, now time.Time, r *result) stri
 		}
 		l.State, l.Time = s.State, s.Time
 		m.fileExt(c, l.Ext)
+		m.fileGiven(c, l.Ext)
 		m.revive(c)
 	case Transferred:
 		if l.State == Ended {
@@ -1033,6 +1045,10 @@ func (m *machine) merge(c, b *call, r *result) {
 		if l.State != Ended && l.Ext != "" {
 			m.unfile(aliasKey(b.Source, l.Ext), b.key)
 			m.fileExt(c, l.Ext)
+			if l.Given || l.Consult {
+				m.unfileGiven(aliasKey(b.Source, l.Ext), b.key)
+				m.fileGiven(c, l.Ext)
+			}
 		}
 	}
 	for _, id := range b.CallIDs {
@@ -1158,6 +1174,9 @@ func (m *machine) finish(c *call, now time.Time, r *result) {
 	for _, l := range c.Legs {
 		if l.State != Ended && l.Ext != "" {
 			m.unfileExt(c, l.Ext)
+		}
+		if l.Given || l.Consult {
+			m.unfileGiven(aliasKey(c.Source, l.Ext), c.key)
 		}
 	}
 	switch {
@@ -1413,22 +1432,38 @@ func (m *machine) givenCall(s Signal) *call {
 	if cust == "" {
 		return nil
 	}
+	gk := aliasKey(s.Source, s.Extension)
 	var best *call
-	for key := range m.byExt[aliasKey(s.Source, s.Extension)] {
+	for key := range m.given[gk] {
 		c := m.calls[key]
-		if c == nil || !c.Done.IsZero() || c.Remote != cust {
-			continue
-		}
-		if !slices.ContainsFunc(c.Legs, func(l leg) bool {
+		if c == nil || !c.Done.IsZero() || !slices.ContainsFunc(c.Legs, func(l leg) bool {
 			return l.State != Ended && l.Ext == s.Extension && (l.Given || l.Consult)
 		}) {
+			m.unfileGiven(gk, key) // over: forgotten as it is found
 			continue
 		}
-		if newer(c, best) {
+		if c.Remote == cust && newer(c, best) {
 			best = c
 		}
 	}
 	return best
+}
+
+func (m *machine) fileGiven(c *call, ext string) {
+	gk := aliasKey(c.Source, ext)
+	f := m.given[gk]
+	if f == nil {
+		f = map[string]struct{}{}
+		m.given[gk] = f
+	}
+	f[c.key] = struct{}{}
+}
+
+func (m *machine) unfileGiven(gk, key string) {
+	delete(m.given[gk], key)
+	if len(m.given[gk]) == 0 {
+		delete(m.given, gk)
+	}
 }
 
 // customer is the signal's outside party in E.164, as calls file it, or ""
