@@ -194,7 +194,7 @@ type machine struct {
 	byCustomer map[string][]string
 	// byExt files the calls with an open leg by source and extension, for
 	// snapshots.
-	byExt map[string]map[string]struct{}
+	byExt files
 	// lastExt is, by source and extension, the call that extension was
 	// last on: a referral from it continues that call while its end is
 	// pending.
@@ -202,7 +202,7 @@ type machine struct {
 	// given files, by source and extension, the calls on which a transfer
 	// or a consultation gave that extension a leg (Given or Consult): few
 	// at any time, for givenCall. Entries are checked when read.
-	given  map[string]map[string]struct{}
+	given  files
 	timers timers
 	// warn receives number problems worth a log line.
 	warn func(msg string, args ...any)
@@ -217,9 +217,9 @@ func newMachine(pol Policies, numbers Numbers, dir Directory) *machine {
 		calls:      map[string]*call{},
 		aliases:    map[string]string{},
 		byCustomer: map[string][]string{},
-		byExt:      map[string]map[string]struct{}{},
+		byExt:      files{},
 		lastExt:    map[string]string{},
-		given:      map[string]map[string]struct{}{},
+		given:      files{},
 		warn:       func(string, ...any) {},
 	}
 }
@@ -1043,11 +1043,11 @@ func (m *machine) merge(c, b *call, r *result) {
 	for _, l := range b.Legs {
 		c.Legs = append(c.Legs, l)
 		if l.State != Ended && l.Ext != "" {
-			m.unfile(aliasKey(b.Source, l.Ext), b.key)
+			m.byExt.remove(aliasKey(b.Source, l.Ext), b.key)
 			m.fileExt(c, l.Ext)
 			if l.Given || l.Consult {
-				m.unfileGiven(aliasKey(b.Source, l.Ext), b.key)
-				m.fileGiven(c, l.Ext)
+				m.given.remove(aliasKey(b.Source, l.Ext), b.key)
+				m.given.add(aliasKey(c.Source, l.Ext), c.key)
 			}
 		}
 	}
@@ -1176,7 +1176,7 @@ func (m *machine) finish(c *call, now time.Time, r *result) {
 			m.unfileExt(c, l.Ext)
 		}
 		if l.Given || l.Consult {
-			m.unfileGiven(aliasKey(c.Source, l.Ext), c.key)
+			m.given.remove(aliasKey(c.Source, l.Ext), c.key)
 		}
 	}
 	switch {
@@ -1439,7 +1439,7 @@ func (m *machine) givenCall(s Signal) *call {
 		if c == nil || !c.Done.IsZero() || !slices.ContainsFunc(c.Legs, func(l leg) bool {
 			return l.State != Ended && l.Ext == s.Extension && (l.Given || l.Consult)
 		}) {
-			m.unfileGiven(gk, key) // over: forgotten as it is found
+			m.given.remove(gk, key) // over: forgotten as it is found
 			continue
 		}
 		if c.Remote == cust && newer(c, best) {
@@ -1449,22 +1449,7 @@ func (m *machine) givenCall(s Signal) *call {
 	return best
 }
 
-func (m *machine) fileGiven(c *call, ext string) {
-	gk := aliasKey(c.Source, ext)
-	f := m.given[gk]
-	if f == nil {
-		f = map[string]struct{}{}
-		m.given[gk] = f
-	}
-	f[c.key] = struct{}{}
-}
-
-func (m *machine) unfileGiven(gk, key string) {
-	delete(m.given[gk], key)
-	if len(m.given[gk]) == 0 {
-		delete(m.given, gk)
-	}
-}
+func (m *machine) fileGiven(c *call, ext string) { m.given.add(aliasKey(c.Source, ext), c.key) }
 
 // customer is the signal's outside party in E.164, as calls file it, or ""
 // when it has none (no number, withheld, an extension).
@@ -1519,12 +1504,7 @@ func (m *machine) unindex(c *call) {
 
 func (m *machine) fileExt(c *call, ext string) {
 	k := aliasKey(c.Source, ext)
-	f := m.byExt[k]
-	if f == nil {
-		f = map[string]struct{}{}
-		m.byExt[k] = f
-	}
-	f[c.key] = struct{}{}
+	m.byExt.add(k, c.key)
 	m.lastExt[k] = c.key
 }
 
@@ -1536,13 +1516,25 @@ func (m *machine) unfileExt(c *call, ext string) {
 			return
 		}
 	}
-	m.unfile(aliasKey(c.Source, ext), c.key)
+	m.byExt.remove(aliasKey(c.Source, ext), c.key)
 }
 
-func (m *machine) unfile(extKey, key string) {
-	delete(m.byExt[extKey], key)
-	if len(m.byExt[extKey]) == 0 {
-		delete(m.byExt, extKey)
+// files is an index of call keys by a key (a source and extension).
+type files map[string]map[string]struct{}
+
+func (f files) add(k, key string) {
+	set := f[k]
+	if set == nil {
+		set = map[string]struct{}{}
+		f[k] = set
+	}
+	set[key] = struct{}{}
+}
+
+func (f files) remove(k, key string) {
+	delete(f[k], key)
+	if len(f[k]) == 0 {
+		delete(f, k)
 	}
 }
 
