@@ -1404,19 +1404,27 @@ func newer(c, best *call) bool {
 }
 
 // consultedCall returns the call a new consultation leg belongs to: the
-// unfinished call updated last on which the consulting agent (s.Extension)
-// is answered, with a customer other than the party called; nil when there
-// is none (the agent's own call).
+// unfinished call, with a customer other than the party called, on which
+// the consulting agent (s.Extension) answered last by PBX time (an agent
+// with a call on hold is on the one answered since); nil when there is none
+// (the agent's own call).
 func (m *machine) consultedCall(s Signal) *call {
 	cust := m.customer(s)
 	var best *call
+	var bestAt time.Time
 	for key := range m.byExt[aliasKey(s.Source, s.Extension)] {
 		c := m.calls[key]
 		if c == nil || !c.Done.IsZero() || (cust != "" && c.Remote == cust) || !m.consults(c, s) {
 			continue
 		}
-		if newer(c, best) {
-			best = c
+		var at time.Time
+		for _, l := range c.Legs {
+			if !l.Consult && l.State == Answered && l.Ext == s.Extension && l.Time.After(at) {
+				at = l.Time
+			}
+		}
+		if best == nil || at.After(bestAt) || at.Equal(bestAt) && newer(c, best) {
+			best, bestAt = c, at
 		}
 	}
 	return best
