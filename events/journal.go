@@ -114,7 +114,8 @@ type Journal struct {
 	events  jetstream.Stream
 	dead    jetstream.Stream
 	calls   jetstream.KeyValue
-	disk    *diskGuard // nil with an external server
+	disk    *diskGuard   // nil with an external server
+	group   *groupCommit // nil with an external server
 }
 
 // OpenJournal starts (or connects to) JetStream and creates or updates the
@@ -178,6 +179,9 @@ func OpenJournal(ctx context.Context, o JournalOptions) (*Journal, error) {
 		j.Close()
 		return nil, err
 	}
+	if j.srv != nil {
+		j.group = newGroupCommit(j.nc, j.js, j.log)
+	}
 	return j, nil
 }
 
@@ -239,6 +243,10 @@ func (j *Journal) setup(ctx context.Context, o JournalOptions) error {
 			MaxBytes:    o.SignalMaxBytes,
 			Discard:     jetstream.DiscardOld,
 			Duplicates:  min(o.SignalDedup, o.SignalRetention),
+			// Concurrent signals share an fsync as one atomic batch
+			// (groupcommit.go); only the embedded journal syncs every
+			// write, so only its stream needs the option.
+			AllowAtomicPublish: o.URL == "",
 		}},
 		{&j.events, jetstream.StreamConfig{
 			Name:        j.n.events,
@@ -310,7 +318,8 @@ func (j *Journal) keyValue(ctx context.Context, bucket, description string, repl
 // PublishSignal stores a signal durably. It returns nil only once the signal
 // is journaled (fsynced on the embedded server); only then may the source
 // acknowledge the PBX. A signal whose dedup key was stored before is accepted
-// and stored once.
+// and stored once. On the embedded server, concurrent calls may share an
+// fsync (groupcommit.go).
 func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
 	if err := s.Validate(); err != nil {
 		return err
@@ -320,12 +329,18 @@ func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	// The stored message is about twice the JSON (headers, index, and the
-	// id the journal remembers for deduplication).
-	if err := j.disk.check(2 * len(data)); err != nil {
+	// id the journal remembers for deduplication), and the headers of an
+	// atomic batch when it is stored in one.
+	if err := j.disk.check(2*len(data) + 64); err != nil {
 		return err
 	}
-	subj := j.n.signalsSubj + "." + subjectToken(s.Source)
-	if _, err := j.js.Publish(ctx, subj, data, jetstream.WithMsgID(signalMsgID(s))); err != nil {
+	subj, id := j.n.signalsSubj+"."+subjectToken(s.Source), signalMsgID(s)
+	if j.group != nil {
+		err = j.group.publish(ctx, subj, id, data)
+	} else {
+		_, err = j.js.Publish(ctx, subj, data, jetstream.WithMsgID(id))
+	}
+	if err != nil {
 		return fmt.Errorf("journal: publish signal: %w", err)
 	}
 	return nil
