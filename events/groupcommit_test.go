@@ -3,6 +3,8 @@ package events
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -321,4 +323,33 @@ func groupKillChild(dir string) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestSignalMsgIDUnchanged: signal ids are what they were when each field
+// was written to the hash on its own (ids stored before an upgrade must
+// still deduplicate).
+func TestSignalMsgIDUnchanged(t *testing.T) {
+	old := func(s Signal) string {
+		h := sha256.New()
+		for _, p := range []string{s.Source, s.CallID, s.DedupKey} {
+			h.Write([]byte(p))
+			h.Write([]byte{0})
+		}
+		if s.State == Snapshot {
+			h.Write([]byte(s.State))
+		}
+		return "s" + hex.EncodeToString(h.Sum(nil)[:20])
+	}
+	long := strings.Repeat("x", 300)
+	for _, s := range []Signal{
+		{},
+		{Source: "generic", CallID: "b1", DedupKey: "id:1", State: Ringing},
+		{Source: "sip", CallID: "b1", DedupKey: "id:1", State: Snapshot},
+		{Source: "generic", CallID: long, DedupKey: "sha256:" + long, State: Ended},
+		{Source: long, CallID: "é\x00", DedupKey: "", State: Snapshot},
+	} {
+		if got, want := signalMsgID(s), old(s); got != want {
+			t.Errorf("%+v: id %s, want %s", s, got, want)
+		}
+	}
 }

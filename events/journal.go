@@ -350,15 +350,21 @@ func (j *Journal) PublishSignal(ctx context.Context, s Signal) error {
 // scoped to its call ("event 1 of call A" is not "event 1 of call B"),
 // hashed so that no PBX string reaches a header.
 func signalMsgID(s Signal) string {
-	h := sha256.New()
+	// The hash of the fields one after the other, each ended by a zero
+	// byte, hashed in one piece rather than field by field.
+	var buf [256]byte
+	b := buf[:0]
 	for _, p := range []string{s.Source, s.CallID, s.DedupKey} {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+		b = append(append(b, p...), 0)
 	}
 	if s.State == Snapshot {
-		h.Write([]byte(s.State))
+		b = append(b, s.State...)
 	}
-	return "s" + hex.EncodeToString(h.Sum(nil)[:20])
+	sum := sha256.Sum256(b)
+	var id [1 + 2*20]byte
+	id[0] = 's'
+	hex.Encode(id[1:], sum[:20])
+	return string(id[:])
 }
 
 // publishEvent stores an event for delivery under its deterministic id, so the
