@@ -161,12 +161,11 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		dedup = hashOf([]byte(canonicalQuery(q)))
 	default:
-		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		if !isJSONType(r.Header.Get("Content-Type")) {
 			WriteError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		body, err := bodyBytes(r.Body)
 		if err != nil {
 			WriteError(w, http.StatusBadRequest, "could not read the body")
 			return
@@ -181,7 +180,10 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			WriteError(w, http.StatusBadRequest, "body holds more than one JSON value")
 			return
 		}
-		dedup = hashOf(body)
+		if p.EventID == "" {
+			// The dedup key is the payload's event_id when it has one.
+			dedup = hashOf(body)
+		}
 	}
 	s, err := p.Signal(dedup, now())
 	if err != nil {
@@ -212,6 +214,16 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // acceptedBody is the 202 answer, as writeJSON would encode it.
 const acceptedBody = `{"status":"accepted"}` + "\n"
+
+// isJSONType reports whether a Content-Type header is JSON:
+// application/json or a +json type, with any parameters.
+func isJSONType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
 
 func hashOf(b []byte) string {
 	h := sha256.Sum256(b)

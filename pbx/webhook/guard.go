@@ -74,7 +74,7 @@ func (g *Guard) Wrap(source string, h http.Handler) http.Handler {
 			refuse(http.StatusUnauthorized, "missing or wrong token", "missing or wrong token")
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(limited, r.Body, max))
+		body, err := readBody(http.MaxBytesReader(limited, r.Body, max), r.ContentLength, max)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -88,10 +88,56 @@ func (g *Guard) Wrap(source string, h http.Handler) http.Handler {
 			refuse(http.StatusUnauthorized, "missing or wrong signature", "missing or wrong X-Signature")
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		vb := &verifiedBody{b: body}
+		vb.Reset(body)
+		r.Body = vb
 		r.ContentLength = int64(len(body))
 		h.ServeHTTP(w, r)
 	})
+}
+
+// readBody reads r to its end like io.ReadAll, into one buffer of the
+// declared length when there is one (at most max: the reader stops there).
+func readBody(r io.Reader, length, max int64) ([]byte, error) {
+	var b []byte
+	if length >= 0 && length <= max {
+		// One more byte, so that the read that finds the end needs no
+		// larger buffer.
+		b = make([]byte, 0, length+1)
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// verifiedBody is the request body the guard read and verified. A source
+// behind the guard reads it as any body; bodyBytes takes it without a copy.
+type verifiedBody struct {
+	bytes.Reader
+	b []byte
+}
+
+func (*verifiedBody) Close() error { return nil }
+
+// bodyBytes reads the rest of a request body: of a body the guard verified
+// without copying it, of another with io.ReadAll.
+func bodyBytes(body io.Reader) ([]byte, error) {
+	if vb, ok := body.(*verifiedBody); ok {
+		rest := vb.b[len(vb.b)-vb.Len():]
+		vb.Reset(nil)
+		return rest, nil
+	}
+	return io.ReadAll(body)
 }
 
 // statusWriter remembers the status a handler answered.

@@ -227,7 +227,7 @@ func (h *ProfileHandler) read(r *http.Request) (*request, int, string) {
 	default:
 		return nil, http.StatusMethodNotAllowed, r.Method + " is not accepted"
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := bodyBytes(r.Body)
 	if err != nil {
 		return nil, http.StatusBadRequest, "could not read the body"
 	}

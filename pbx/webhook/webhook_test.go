@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -441,4 +442,67 @@ func FuzzGenericPayload(f *testing.F) {
 			t.Fatalf("unexpected status %d", w.Code)
 		}
 	})
+}
+
+// TestGenericContentTypes: JSON with parameters, in capitals or as a +json
+// type is JSON; anything else is refused.
+func TestGenericContentTypes(t *testing.T) {
+	for ctype, status := range map[string]int{
+		"application/json":                  http.StatusAccepted,
+		"application/json; charset=utf-8":   http.StatusAccepted,
+		"Application/JSON":                  http.StatusAccepted,
+		"application/vnd.pbx.event+json":    http.StatusAccepted,
+		"application/json; charset":         http.StatusUnsupportedMediaType,
+		"application/jsonp":                 http.StatusUnsupportedMediaType,
+		"application/x-www-form-urlencoded": http.StatusUnsupportedMediaType,
+	} {
+		j := &recJournal{}
+		if w := do(newMux(j, &Guard{Token: "s3cret"}), "POST", "/v1/webhooks/generic", ctype, "Bearer s3cret", good); w.Code != status {
+			t.Errorf("%q: status %d, want %d (%s)", ctype, w.Code, status, w.Body)
+		}
+	}
+}
+
+// TestGuardBody: the handler behind the guard reads the verified body
+// whole, whether its length was declared or not, and a declared length
+// beyond the limit is refused as before.
+func TestGuardBody(t *testing.T) {
+	var got []string
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		half := make([]byte, r.ContentLength/2)
+		_, _ = io.ReadFull(r.Body, half)
+		rest, err := bodyBytes(r.Body)
+		again, _ := io.ReadAll(r.Body)
+		if err != nil || len(again) != 0 {
+			t.Errorf("read %q, then %q (%v)", rest, again, err)
+		}
+		got = append(got, string(half)+string(rest))
+	})
+	h := (&Guard{Token: "s3cret", MaxBody: 64}).Wrap(Source, echo)
+	for _, tt := range []struct {
+		body   string
+		length int64
+		status int
+	}{
+		{body: good[:60], length: 60, status: 200},
+		{body: good[:60], length: -1, status: 200},
+		{body: "", length: 0, status: 200},
+		{body: good[:64], length: 64, status: 200},
+		{body: good[:65], length: -1, status: http.StatusRequestEntityTooLarge},
+		{body: good[:65], length: 65, status: http.StatusRequestEntityTooLarge},
+	} {
+		got = nil
+		r := httptest.NewRequest("POST", "/v1/webhooks/generic", io.NopCloser(strings.NewReader(tt.body)))
+		r.ContentLength = tt.length
+		r.Header.Set("Authorization", "Bearer s3cret")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tt.status {
+			t.Errorf("%d bytes (length %d): status %d, want %d", len(tt.body), tt.length, w.Code, tt.status)
+			continue
+		}
+		if tt.status == 200 && (len(got) != 1 || got[0] != tt.body) {
+			t.Errorf("%d bytes (length %d): handler read %q", len(tt.body), tt.length, got)
+		}
+	}
 }
