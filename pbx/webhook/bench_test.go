@@ -29,10 +29,13 @@ import (
 // second the generic webhook journals (real HTTP over loopback, guard,
 // decoding, validation, fsynced publish) with the floor under it: raw
 // JetStream publishes of a signal-sized message with a message id to a
-// stream configured like the journal's SIGNALS stream (SyncAlways). Between
-// the two, journal is the journal's PublishSignal called directly: what
-// the journal adds to the floor, and what HTTP adds to the journal. One op
-// is one journaled signal; c is the number of concurrent clients.
+// stream configured like the journal's SIGNALS stream (SyncAlways), each
+// stored and fsynced on its own. Between the two, journal is the journal's
+// PublishSignal called directly: what the journal adds to the floor, and
+// what HTTP adds to the journal. One op is one journaled signal; c is the
+// number of concurrent clients. From 16 signals in flight on, the journal
+// lets them share an fsync as one atomic batch (events/groupcommit.go), so
+// journal and webhook can pass the raw rate there.
 func BenchmarkIntake(b *testing.B) {
 	// Each pair runs back to back: fsync latency on a shared disk drifts
 	// by a factor of several between minutes, far more than within one.
@@ -85,7 +88,8 @@ func jetStreamServer(tb testing.TB, dir string) jetstream.JetStream {
 }
 
 // signalsStreamConfig is the journal's SIGNALS stream as events.OpenJournal
-// creates it with default options (7 days retention, 10 minutes dedup).
+// creates it with default options (7 days retention, 10 minutes dedup),
+// but for allow_atomic, which single publishes do not use.
 func signalsStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        events.SignalsStream,
