@@ -42,6 +42,7 @@ type Payload struct {
 	LegID        string `json:"leg_id,omitempty"`
 	LinkedCallID string `json:"linked_call_id,omitempty"`
 	ReferredBy   string `json:"referred_by,omitempty"`
+	Consulting   string `json:"consulting,omitempty"`
 	Cause        string `json:"cause,omitempty"`
 }
 
@@ -61,7 +62,7 @@ const maxEventIDBytes = events.MaxIDBytes - len(idPrefix)
 func (p *Payload) Signal(dedup string, now time.Time) (events.Signal, error) {
 	s := events.Signal{
 		Source: Source, CallID: strings.TrimSpace(p.CallID), LegID: p.LegID, LinkedCallID: p.LinkedCallID,
-		Extension: strings.TrimSpace(p.Extension), ReferredBy: strings.TrimSpace(p.ReferredBy), State: events.State(strings.ToLower(strings.TrimSpace(p.Event))),
+		Extension: strings.TrimSpace(p.Extension), ReferredBy: strings.TrimSpace(p.ReferredBy), Consulting: strings.TrimSpace(p.Consulting), State: events.State(strings.ToLower(strings.TrimSpace(p.Event))),
 		Direction: events.Direction(strings.ToLower(strings.TrimSpace(p.Direction))), Cause: p.Cause,
 		DedupKey: dedup, Time: now.UTC(),
 	}
@@ -157,7 +158,7 @@ func (g *Generic) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p = Payload{
 			CallID: q.Get("call_id"), Event: q.Get("event"), Direction: q.Get("direction"),
 			From: q.Get("from"), To: q.Get("to"), Extension: q.Get("extension"), Timestamp: q.Get("timestamp"),
-			EventID: q.Get("event_id"), LegID: q.Get("leg_id"), LinkedCallID: q.Get("linked_call_id"), ReferredBy: q.Get("referred_by"), Cause: q.Get("cause"),
+			EventID: q.Get("event_id"), LegID: q.Get("leg_id"), LinkedCallID: q.Get("linked_call_id"), ReferredBy: q.Get("referred_by"), Consulting: q.Get("consulting"), Cause: q.Get("cause"),
 		}
 		dedup = hashOf([]byte(canonicalQuery(q)))
 	default:

@@ -204,6 +204,7 @@ func TestGenericRefusesBadIdentifiers(t *testing.T) {
 		{"linked_call_id", events.MaxIDBytes},
 		{"extension", events.MaxExtensionBytes},
 		{"referred_by", events.MaxExtensionBytes},
+		{"consulting", events.MaxExtensionBytes},
 		{"event_id", events.MaxIDBytes - len("id:")},
 	}
 	type tc struct {
@@ -288,6 +289,8 @@ func TestGenericAcceptsLimits(t *testing.T) {
 			func(s events.Signal) bool { return len(s.Extension) == 64 }},
 		{"referred_by of 64 bytes", map[string]string{"referred_by": strings.Repeat("8", 64)},
 			func(s events.Signal) bool { return len(s.ReferredBy) == 64 }},
+		{"consulting of 64 bytes", map[string]string{"consulting": strings.Repeat("7", 64)},
+			func(s events.Signal) bool { return len(s.Consulting) == 64 }},
 		{"event_id of 253 bytes", map[string]string{"event_id": strings.Repeat("e", 253)},
 			func(s events.Signal) bool { return s.DedupKey == "id:"+strings.Repeat("e", 253) }},
 		{"non-ASCII and spaces", map[string]string{"call_id": "Zürich 1", "leg_id": "kanaal 2/Ω", "extension": "receptie"},
