@@ -473,8 +473,8 @@ func (m *machine) fold(c *call, s Signal, now time.Time, r *result) string {
 		}
 	}
 	lk := legKey(s)
-	if s.Extension != "" && s.State != Ringing && c.Remote != "" && m.customer(s) == c.Remote {
-		if l := c.consultOf(s.Extension); l != nil && l.State == Answered {
+	if s.Extension != "" && s.State != Ringing && c.Remote != "" {
+		if l := c.consultOf(s.Extension); l != nil && l.State == Answered && m.customer(s) == c.Remote {
 			// The consulted agent is seen with the customer: the
 			// consultation became the transfer, whether or not the PBX
 			// said so.
@@ -1436,11 +1436,14 @@ func (m *machine) consultedCall(s Signal) *call {
 // a transferred call on, or ends it, under a new call id). nil when there
 // is none.
 func (m *machine) givenCall(s Signal) *call {
+	gk := aliasKey(s.Source, s.Extension)
+	if len(m.given[gk]) == 0 {
+		return nil // the common case: nothing to normalise the number for
+	}
 	cust := m.customer(s)
 	if cust == "" {
 		return nil
 	}
-	gk := aliasKey(s.Source, s.Extension)
 	var best *call
 	for key := range m.given[gk] {
 		c := m.calls[key]
