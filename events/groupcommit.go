@@ -206,25 +206,16 @@ func (g *groupCommit) commit(group []*queuedSignal) {
 	case len(live) < g.minBatch:
 		// Pipelined; the server stores them one by one, as it does
 		// concurrent publishes.
-		futures := make([]jetstream.PubAckFuture, len(live))
+		msgs := make([]pending, len(live))
 		for i, s := range live {
-			f, err := g.js.PublishAsync(s.subj, s.data, jetstream.WithMsgID(s.id))
-			if err != nil {
-				s.finish(errPublishAlone)
-				continue
-			}
-			futures[i] = f
+			msgs[i] = pending{subj: s.subj, id: s.id, data: s.data}
 		}
-		for i, f := range futures {
-			if f == nil {
-				continue
+		_, errs, _ := publishPipelined(context.Background(), g.js, msgs)
+		for i, err := range errs {
+			if errors.Is(err, errNotSent) {
+				err = errPublishAlone
 			}
-			select {
-			case <-f.Ok():
-				live[i].finish(nil)
-			case err := <-f.Err():
-				live[i].finish(err)
-			}
+			live[i].finish(err)
 		}
 	default:
 		err := g.commitBatch(live)

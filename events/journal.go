@@ -434,3 +434,46 @@ func subjectToken(s string) string {
 		return r
 	}, s)
 }
+
+// pending is one message of a group commit.
+type pending struct {
+	subj, id string // id: the message id, "" for none
+	data     []byte
+}
+
+// errNotSent marks a message publishPipelined could not hand to the
+// connection at all.
+var errNotSent = errors.New("journal: not sent")
+
+// publishPipelined publishes msgs without waiting between them, then waits
+// for each one's answer: its ack, or its error (errNotSent when it never
+// left). It returns early only when ctx ends.
+func publishPipelined(ctx context.Context, js jetstream.JetStream, msgs []pending) ([]*jetstream.PubAck, []error, error) {
+	acks := make([]*jetstream.PubAck, len(msgs))
+	errs := make([]error, len(msgs))
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		var opts []jetstream.PublishOpt
+		if m.id != "" {
+			opts = append(opts, jetstream.WithMsgID(m.id))
+		}
+		f, err := js.PublishAsync(m.subj, m.data, opts...)
+		if err != nil {
+			errs[i] = fmt.Errorf("%w: %w", errNotSent, err)
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case acks[i] = <-f.Ok():
+		case errs[i] = <-f.Err():
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	return acks, errs, nil
+}

@@ -600,12 +600,6 @@ func (t *Tracker) commit(ctx context.Context, r result) error {
 	return nil
 }
 
-// pending is one message of a group commit.
-type pending struct {
-	subj, id string
-	data     []byte
-}
-
 // publishAll publishes msgs asynchronously and waits for every ack; what
 // failed is retried one by one until it succeeds or ctx ends (the journal
 // being briefly unavailable must stall the tracker, not lose state).
@@ -613,32 +607,17 @@ func (t *Tracker) publishAll(ctx context.Context, msgs []pending) (last map[stri
 	last = map[string]uint64{}
 	note := func(ack *jetstream.PubAck) { last[ack.Stream] = max(last[ack.Stream], ack.Sequence) }
 	js := t.o.Journal.js
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	var failed []int
-	for i, m := range msgs {
-		var opts []jetstream.PublishOpt
-		if m.id != "" {
-			opts = append(opts, jetstream.WithMsgID(m.id))
-		}
-		f, err := js.PublishAsync(m.subj, m.data, opts...)
-		if err != nil {
-			failed = append(failed, i)
-			continue
-		}
-		futures[i] = f
+	acks, errs, err := publishPipelined(ctx, js, msgs)
+	if err != nil {
+		return nil, err
 	}
-	for i, f := range futures {
-		if f == nil {
+	var failed []int
+	for i, ack := range acks {
+		if errs[i] != nil {
+			failed = append(failed, i)
 			continue
 		}
-		select {
-		case ack := <-f.Ok():
-			note(ack)
-		case <-f.Err():
-			failed = append(failed, i)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		note(ack)
 	}
 	for _, i := range failed {
 		m := msgs[i]
