@@ -1409,12 +1409,11 @@ func newer(c, best *call) bool {
 // with a call on hold is on the one answered since); nil when there is none
 // (the agent's own call).
 func (m *machine) consultedCall(s Signal) *call {
-	cust := m.customer(s)
 	var best *call
 	var bestAt time.Time
 	for key := range m.byExt[aliasKey(s.Source, s.Extension)] {
 		c := m.calls[key]
-		if c == nil || !c.Done.IsZero() || (cust != "" && c.Remote == cust) || !m.consults(c, s) {
+		if c == nil || !c.Done.IsZero() || !m.consults(c, s) {
 			continue
 		}
 		var at time.Time

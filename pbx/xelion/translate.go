@@ -188,16 +188,17 @@ func (t *translator) xcall(id string, create bool, now time.Time) *xcall {
 	return x
 }
 
+// key names a party's legs of one shape in xcall.legs.
+func (p parties) key() string { return p.ident + ">" + p.consulting }
+
 // latest returns the party's latest leg of that shape, or nil.
-func (x *xcall) latest(p parties) *leg {
-	return x.legs[p.ident+">"+p.consulting]
-}
+func (x *xcall) latest(p parties) *leg { return x.legs[p.key()] }
 
 // newLeg starts the party's next leg in this call.
 func (x *xcall) newLeg(p parties) *leg {
 	x.gens[p.ident]++
 	l := &leg{id: x.id + "/" + p.ident + "/" + strconv.Itoa(x.gens[p.ident]), ident: p.ident, consulting: p.consulting, p: p}
-	x.legs[p.ident+">"+p.consulting] = l
+	x.legs[p.key()] = l
 	return l
 }
 
